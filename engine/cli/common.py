@@ -1,0 +1,72 @@
+"""Shared pieces of the headless CLIs: model/propagation options, error handling, JSON output."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from .. import atomic
+from ..errors import AffinityError
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", help="named model spec (e.g. crw-r18-s8); with --checkpoint, the spec "
+                                   "for a plain ResNet state dict")
+    g.add_argument("--checkpoint", help="checkpoint file (ours, a torchvision-style state dict, or CRW's)")
+    g.add_argument("--random-init", action="store_true",
+                   help="use the model spec with seeded random weights (for demos/tests without a trained model)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
+def add_propagation_args(parser: argparse.ArgumentParser) -> None:
+    from ..propagate import PropagationParams
+    d = PropagationParams()
+    g = parser.add_argument_group("propagation (CRW protocol defaults)")
+    g.add_argument("--topk", type=int, default=d.topk)
+    g.add_argument("--context", type=int, default=d.context, help="short-term context frames")
+    g.add_argument("--radius", type=float, default=d.radius, help="search radius in feature cells")
+    g.add_argument("--temperature", type=float, default=d.temperature)
+    g.add_argument("--precision", default=d.precision, choices=["auto", "fp32", "bf16", "fp16"])
+    g.add_argument("--max-side", type=int, default=d.max_side, help="cap of the processing resolution's long side")
+    g.add_argument("--scale", type=float, default=d.scale, help="processing scale (<1 for previews)")
+
+
+def params_from_args(args):
+    from ..propagate import PropagationParams
+    return PropagationParams(topk=args.topk, context=args.context, radius=args.radius,
+                             temperature=args.temperature, precision=args.precision,
+                             max_side=args.max_side, scale=args.scale).validate()
+
+
+def encoder_from_args(args):
+    from ..models import load_encoder, random_encoder
+    if args.random_init:
+        return random_encoder(args.model or "crw-r18-s8")
+    return load_encoder(checkpoint=args.checkpoint, model=args.model)
+
+
+def write_json(path: "str | None", obj) -> None:
+    if path:
+        atomic.write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
+
+
+def progress(iterable=None, **kw):
+    """tqdm on a terminal, silent otherwise (logs and CI stay clean)."""
+    from tqdm import tqdm
+    return tqdm(iterable, disable=not sys.stderr.isatty(), dynamic_ncols=True, **kw)
+
+
+def run(main: Callable[[], int]) -> int:
+    """Run a CLI body: bad input -> message on stderr and exit 2; Ctrl-C -> 130."""
+    try:
+        return main() or EXIT_OK
+    except AffinityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

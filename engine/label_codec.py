@@ -1,0 +1,121 @@
+"""Labels <-> soft maps on the feature grid (CRW protocol, research spec §3.3.3 and §3.3.6).
+
+Masks: one channel per id present in the keyframe (background first), bilinear (half-pixel centres,
+no anti-aliasing, as OpenCV INTER_LINEAR) down to the feature grid; decoded by bilinear upsampling
+to the frame size and argmax.  Keypoints: one Gaussian heat map per point (sigma in cells, written
+on CRW's 4x4 window), decoded as the weighted mean of the top-n cells; a point whose channel holds
+no mass is absent.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import LabelError
+from .labels import Keypoints
+
+
+class MaskCodec:
+    kind = "mask"
+
+    def __init__(self, keyframe_mask: np.ndarray, path=None):
+        ids = np.unique(keyframe_mask)
+        if len(ids) < 2:
+            raise LabelError(path, "the keyframe mask is empty: paint at least one object")
+        self.ids = np.array(sorted(set(ids.tolist()) | {0}), dtype=np.uint8)
+        self.frame_hw = keyframe_mask.shape
+
+    @property
+    def channels(self) -> int:
+        return len(self.ids)
+
+    def encode(self, mask: np.ndarray, grid_hw: tuple[int, int], device) -> torch.Tensor:
+        """uint8[H, W] -> float32[C, h, w] soft one-hot at feature resolution."""
+        lut = np.zeros(256, np.int64)
+        lut[self.ids] = np.arange(len(self.ids))
+        # Ids absent from the keyframe cannot be tracked: they count as background.
+        present = np.zeros(256, bool)
+        present[self.ids] = True
+        idx = torch.from_numpy(np.where(present[mask], lut[mask], 0)).to(device)
+        out = []
+        for s in range(0, self.channels, 16):  # bounded memory with many objects
+            onehot = (idx[None] == torch.arange(s, min(s + 16, self.channels), device=device)[:, None, None]).float()
+            out.append(F.interpolate(onehot[None], size=grid_hw, mode="bilinear", align_corners=False, antialias=False)[0])
+        return torch.cat(out)
+
+    def decode(self, soft: torch.Tensor) -> np.ndarray:
+        """float[C, h, w] -> uint8[H, W] ids (bilinear up, argmax; first channel wins ties)."""
+        up = F.interpolate(soft[None].float(), size=self.frame_hw, mode="bilinear", align_corners=False)[0]
+        return self.ids[up.argmax(0).cpu().numpy()]
+
+    def confidence(self, soft: torch.Tensor) -> float:
+        """Mean decisiveness of the cells that carry any object mass: 1 = every such cell is certain."""
+        s = soft.float()
+        total = s.sum(0).clamp_min(1e-12)
+        p = s / total
+        active = (p[1:].max(0).values > 0.05) if s.shape[0] > 1 else torch.ones_like(total, dtype=torch.bool)
+        if not bool(active.any()):
+            return 1.0
+        top = p.max(0).values[active]
+        floor = 1.0 / s.shape[0]
+        return float(((top - floor) / (1 - floor)).clamp(0, 1).mean())
+
+
+class KeypointCodec:
+    kind = "keypoints"
+
+    def __init__(self, keypoints: Keypoints, frame_size: tuple[int, int], sigma: float = 0.5, topn: int = 3, path=None):
+        keypoints.check_inside(frame_size, path)
+        if not keypoints.visible.any():
+            raise LabelError(path, "no visible keypoint on the keyframe")
+        self.k = len(keypoints.visible)
+        self.frame_size = frame_size
+        self.sigma = sigma
+        self.topn = topn
+
+    @property
+    def channels(self) -> int:
+        return self.k + 1  # channel 0 = background, as CRW
+
+    def encode(self, kp: Keypoints, grid_hw: tuple[int, int], device) -> torch.Tensor:
+        h, w = grid_hw
+        W, H = self.frame_size
+        maps = torch.zeros(self.channels, h, w, device=device)
+        half = int(3 * self.sigma + 0.5)  # CRW's window: size 6*sigma+1 -> offsets -half..half-1
+        for j in np.flatnonzero(kp.visible):
+            # Cell-index convention of CRW (x * w / W, no half-cell shift); decode inverts it.
+            cx, cy = kp.xy[j, 0] * w / W, kp.xy[j, 1] * h / H
+            rx, ry = int(round(cx)), int(round(cy))
+            for y in range(ry - half, ry + max(half, 1)):
+                for x in range(rx - half, rx + max(half, 1)):
+                    if 0 <= y < h and 0 <= x < w:
+                        maps[j + 1, y, x] = math.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * self.sigma ** 2))
+        maps[0] = (maps[1:].sum(0) == 0).float()
+        return maps
+
+    def decode(self, soft: torch.Tensor) -> Keypoints:
+        c, h, w = soft.shape
+        W, H = self.frame_size
+        flat = soft[1:].float().reshape(self.k, -1)
+        vals, idx = flat.topk(min(self.topn, flat.shape[1]), dim=1)
+        mass = vals.sum(1)
+        visible = (mass > 0).cpu().numpy()
+        wts = vals / mass.clamp_min(1e-12)[:, None]
+        xs = ((idx % w).float() * wts).sum(1) * W / w
+        ys = ((idx // w).float() * wts).sum(1) * H / h
+        xy = torch.stack([xs, ys], 1).cpu().numpy()
+        xy[~visible] = np.nan
+        return Keypoints(xy, visible)
+
+    def confidence(self, soft: torch.Tensor) -> float:
+        """Mean peak sharpness of the present points: share of a channel's mass in its top-n cells."""
+        flat = soft[1:].float().reshape(self.k, -1)
+        total = flat.sum(1)
+        present = total > 0
+        if not bool(present.any()):
+            return 0.0
+        top = flat.topk(min(self.topn, flat.shape[1]), dim=1).values.sum(1)
+        return float((top[present] / total[present]).mean())
