@@ -383,7 +383,11 @@ class ContainerSource(VideoSource):
                     keys.append(p)
         if not pts:
             raise VideoError(self.path, "contains no frames")
-        pts = sorted(set(pts))
+        if len(set(pts)) < len(pts):  # broken muxing: frames cannot be told apart by time
+            raise VideoError(self.path, f"{len(pts) - len(set(pts))} of its {len(pts)} frames repeat another "
+                                        "frame's timestamp; re-encode it or extract its frames to an image "
+                                        "folder (ffmpeg -i IN DIR/%05d.png)")
+        pts.sort()
         if damaged is None and stream.frames and count < stream.frames:
             damaged = f"the header lists {stream.frames} frames but only {count} are present"
         declared_end = _parse_hms(stream.metadata.get("DURATION", ""))  # Matroska/WebM track tag

@@ -303,6 +303,20 @@ def test_no_video_stream(tmp_path):
         VideoSource.open(p)
 
 
+def test_duplicate_timestamps_are_refused(tmp_path):
+    path = tmp_path / "same.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        frames = [av.VideoFrame.from_ndarray(pattern(i), format="rgb24") for i in range(10)]
+        for frame in frames + [None]:
+            for packet in s.encode(frame):
+                packet.pts = packet.dts = 0  # a broken muxer: every frame at t=0
+                out.mux(packet)
+    with pytest.raises(VideoError, match="repeat another frame's timestamp"):
+        VideoSource.open(path)
+
+
 def test_unsupported_codec(tmp_path):
     good = write_video(tmp_path / "m.avi", n=12, codec="mpeg4", bframes=0)
     bad = tmp_path / "unknown.avi"
