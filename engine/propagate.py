@@ -252,22 +252,30 @@ class Propagator:
             else:
                 mult[j] += 1
 
+        # Copies of a frame tie exactly, so the coarse search keeps distinct candidates only and
+        # copies are counted again after exact re-scoring (else 2k copies of one cell could crowd
+        # out the true best cells that bf16 rounding ranked lower).
         vals, slot_ids, cells = [], [], []
         v, i = affinity.dense_topk(q, key_feat.to(cdt), kk)
         vals.append(v); cells.append(i); slot_ids.append(torch.zeros_like(i))
         for s in range(1, len(slots)):
             v, i = affinity.window_topk(q, slots[s][0].to(cdt), geo, kk)
-            if mult[s] > 1:
+            if mult[s] > 1 and not coarse:
                 v, i = v.repeat(1, mult[s]), i.repeat(1, mult[s])
             vals.append(v); cells.append(i); slot_ids.append(torch.full_like(i, s))
         v = torch.cat(vals, 1)
         slot = torch.cat(slot_ids, 1)
         cell = torch.cat(cells, 1)
-        v, j = v.topk(kk, dim=1)
+        v, j = v.topk(min(kk, v.shape[1]), dim=1)
         slot, cell = torch.gather(slot, 1, j), torch.gather(cell, 1, j)
         if coarse:
             exact = affinity.exact_scores(feat, [f for f, _ in slots], slot, cell)
             exact = exact.masked_fill(torch.isinf(v), affinity.NEG)
+            copies = max(mult)
+            m = torch.tensor(mult, device=slot.device)[slot]                        # [N, kk]
+            rank = torch.arange(copies, device=slot.device).repeat_interleave(exact.shape[1])
+            exact = exact.repeat(1, copies).masked_fill(rank[None] >= m.repeat(1, copies), affinity.NEG)
+            slot, cell = slot.repeat(1, copies), cell.repeat(1, copies)
             v, j = exact.topk(p.topk, dim=1)
             slot, cell = torch.gather(slot, 1, j), torch.gather(cell, 1, j)
         w = torch.softmax(v / p.temperature, dim=1)  # [N, k]
