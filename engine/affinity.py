@@ -109,6 +109,77 @@ def window_topk(query: torch.Tensor, key: torch.Tensor, geo: WindowGeometry, k: 
     return out_v[:n], out_i[:n]
 
 
+def _blocked_topk(scores: torch.Tensor, block: int, k: int):
+    """Exact top-k over the last dim, found through block maxima.
+
+    The k largest values lie in the k blocks with the largest maxima (each block holding one of
+    them has a maximum at least as large as the k-th value, and at most k blocks can), so a cheap
+    max-reduction prunes the expensive top-k to k blocks.  scores [..., M] with M % block == 0.
+    Returns (values, positions) [..., k].
+    """
+    *lead, m = scores.shape
+    nb = m // block
+    kk = min(k, nb)
+    blocks = scores.view(*lead, nb, block)
+    _, top_blocks = blocks.amax(-1).topk(kk, dim=-1)                       # [..., kk]
+    picked = torch.gather(blocks, -2, top_blocks[..., None].expand(*lead, kk, block))
+    v, j = picked.flatten(-2).topk(min(k, kk * block), dim=-1)
+    pos = torch.gather(top_blocks, -1, j // block) * block + j % block
+    return v, pos
+
+
+def dense_topk_blocked(query: torch.Tensor, key: torch.Tensor, k: int, row: int, chunk: int = 2048):
+    """dense_topk with block pruning; `row` = the key grid's width (a block is one feature row)."""
+    vals, idxs = [], []
+    for s in range(0, query.shape[1], chunk):
+        scores = query[:, s:s + chunk].t() @ key
+        v, i = _blocked_topk(scores, row, k)
+        vals.append(v.float())
+        idxs.append(i)
+    return torch.cat(vals), torch.cat(idxs)
+
+
+class KeyRegions:
+    """A context frame's key features laid out per tile region, built once when the frame enters
+    the memory and reused for every target that sees it (the layout copy is the costly part)."""
+
+    def __init__(self, key: torch.Tensor, geo: WindowGeometry, dtype):
+        self.regions = _padded(key.to(dtype))[geo.key_index]  # [ntiles, P*P, C]
+
+
+def window_topk_multi(query: torch.Tensor, frames: list, geo: WindowGeometry, k: int, tiles_per_chunk: int = 4):
+    """Joint top-k over the radius windows of several context frames (each a KeyRegions).
+
+    Returns (vals float32 [N, k], frame index [N, k], key cell [N, k]); slots that no window can
+    fill hold -inf.
+    """
+    n = geo.n
+    dtype = frames[0].regions.dtype
+    qp = _padded(query.to(dtype))
+    side = geo.key_index.shape[1]
+    p = int(round(side ** 0.5))
+    bias = geo.bias.to(dtype)
+    out_v = torch.full((n + 1, k), NEG, dtype=torch.float32, device=query.device)
+    out_f = torch.zeros((n + 1, k), dtype=torch.long, device=query.device)
+    out_c = torch.full((n + 1, k), n, dtype=torch.long, device=query.device)
+    ntiles = geo.query_index.shape[0]
+    for s in range(0, ntiles, tiles_per_chunk):
+        e = min(ntiles, s + tiles_per_chunk)
+        qi = geo.query_index[s:e]
+        q = qp[qi]                                                           # [t, T*T, C]
+        scores = torch.stack([torch.baddbmm(bias[s:e], q, f.regions[s:e].transpose(1, 2)) for f in frames], 2)
+        t, tq, u, _ = scores.shape                                           # [t, T*T, U, P*P]
+        v, pos = _blocked_topk(scores.view(t, tq, u * side), p, k)
+        kk = v.shape[-1]
+        frame_id = pos // side
+        cells = torch.gather(geo.key_index[s:e], 1, (pos % side).flatten(1)).view_as(pos)
+        flat = qi.flatten()
+        out_v[flat, :kk] = v.flatten(0, 1).float()
+        out_f[flat, :kk] = frame_id.flatten(0, 1)
+        out_c[flat, :kk] = cells.flatten(0, 1)
+    return out_v[:n], out_f[:n], out_c[:n]
+
+
 def exact_scores(query: torch.Tensor, keys: list[torch.Tensor], slot: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
     """Re-score candidates in float32: query [C, N]; candidate (slot, cell) [N, k] -> scores [N, k]."""
     qt = query.t().float()  # [N, C]

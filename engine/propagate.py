@@ -40,7 +40,7 @@ class PropagationParams:
     scale: float = 1.0          # < 1 for fast previews
     keypoint_sigma: float = 0.5
     keypoint_topn: int = 3
-    tile: int = 8
+    tile: int = 16
 
     def validate(self) -> "PropagationParams":
         checks = [
@@ -203,7 +203,8 @@ class Propagator:
         # Short-term memory: (features [C, N], labels [N, C]); copies share storage.
         memory: deque = deque(maxlen=p.context)
         if p.pad_context:
-            memory.extend([(key_feat, key_lab)] * p.context)
+            key_entry = (key_feat, key_lab, affinity.KeyRegions(key_feat, geo, self._dtype()))
+            memory.extend([key_entry] * p.context)
 
         batch = max(1, self.extractor.batch_size)
         frames = self._frames(video, order)
@@ -227,58 +228,58 @@ class Propagator:
             soft = self._step(feat, key_feat, key_lab, memory, geo, n, codec.channels)
             timings["affinity_ms"] = (time.perf_counter() - t0) * 1e3
             if p.context:
-                memory.append((feat, soft))
+                memory.append((feat, soft, affinity.KeyRegions(feat, geo, self._dtype())))
             yield self._result(codec, soft.t().reshape(codec.channels, *grid), index, start, False, timings)
 
+    def _dtype(self):
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+
     def _step(self, feat, key_feat, key_lab, memory, geo, n, channels) -> torch.Tensor:
-        """Soft labels [N, C] of one target from the keyframe and the short-term memory."""
+        """Soft labels [N, C] of one target from the keyframe and the short-term memory.
+
+        Candidates are searched as distinct (frame, cell) pairs; copies of a frame (CRW's padding)
+        tie exactly, so each candidate is then counted as many times as its frame occurs before
+        the final top-k, which equals the joint top-k over all copies.  With reduced precision the
+        search keeps 2k candidates and re-scores them in float32.
+        """
         p = self.params
         coarse = self.precision != "fp32"
-        cdt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
-        # With reduced precision, find 2k candidates per slot and re-score them exactly in fp32.
         kk = 2 * p.topk if coarse else p.topk
-        q = feat.to(cdt)
+        q = feat.to(self._dtype())
 
         # Distinct context frames in slot order: slot 0 = keyframe (global), then short-term frames.
-        slots = [(key_feat, key_lab)]
+        slots = [(key_feat, key_lab, None)]
         mult = [1]
         seen: dict = {}
-        for f, lab in memory:
-            j = seen.get(id(f))
+        for entry in memory:
+            j = seen.get(id(entry[0]))
             if j is None:
-                seen[id(f)] = len(slots)
-                slots.append((f, lab))
+                seen[id(entry[0])] = len(slots)
+                slots.append(entry)
                 mult.append(1)
             else:
                 mult[j] += 1
 
-        # Copies of a frame tie exactly, so the coarse search keeps distinct candidates only and
-        # copies are counted again after exact re-scoring (else 2k copies of one cell could crowd
-        # out the true best cells that bf16 rounding ranked lower).
-        vals, slot_ids, cells = [], [], []
-        v, i = affinity.dense_topk(q, key_feat.to(cdt), kk)
-        vals.append(v); cells.append(i); slot_ids.append(torch.zeros_like(i))
-        for s in range(1, len(slots)):
-            v, i = affinity.window_topk(q, slots[s][0].to(cdt), geo, kk)
-            if mult[s] > 1 and not coarse:
-                v, i = v.repeat(1, mult[s]), i.repeat(1, mult[s])
-            vals.append(v); cells.append(i); slot_ids.append(torch.full_like(i, s))
-        v = torch.cat(vals, 1)
-        slot = torch.cat(slot_ids, 1)
-        cell = torch.cat(cells, 1)
+        v0, c0 = affinity.dense_topk_blocked(q, key_feat.to(q.dtype), kk, geo.w)
+        vals, slot, cell = [v0], [torch.zeros_like(c0)], [c0]
+        if len(slots) > 1:
+            v1, f1, c1 = affinity.window_topk_multi(q, [e[2] for e in slots[1:]], geo, kk)
+            vals.append(v1); slot.append(f1 + 1); cell.append(c1)
+        v, slot, cell = torch.cat(vals, 1), torch.cat(slot, 1), torch.cat(cell, 1)
         v, j = v.topk(min(kk, v.shape[1]), dim=1)
         slot, cell = torch.gather(slot, 1, j), torch.gather(cell, 1, j)
         if coarse:
-            exact = affinity.exact_scores(feat, [f for f, _ in slots], slot, cell)
-            exact = exact.masked_fill(torch.isinf(v), affinity.NEG)
-            copies = max(mult)
-            m = torch.tensor(mult, device=slot.device)[slot]                        # [N, kk]
-            rank = torch.arange(copies, device=slot.device).repeat_interleave(exact.shape[1])
-            exact = exact.repeat(1, copies).masked_fill(rank[None] >= m.repeat(1, copies), affinity.NEG)
+            exact = affinity.exact_scores(feat, [e[0] for e in slots], slot, cell)
+            v = exact.masked_fill(torch.isinf(v), affinity.NEG)
+        copies = max(mult)
+        if copies > 1:
+            m = torch.tensor(mult, device=slot.device)[slot]
+            rank = torch.arange(copies, device=slot.device).repeat_interleave(v.shape[1])
+            v = v.repeat(1, copies).masked_fill(rank[None] >= m.repeat(1, copies), affinity.NEG)
             slot, cell = slot.repeat(1, copies), cell.repeat(1, copies)
-            v, j = exact.topk(p.topk, dim=1)
-            slot, cell = torch.gather(slot, 1, j), torch.gather(cell, 1, j)
+        v, j = v.topk(p.topk, dim=1)
+        slot, cell = torch.gather(slot, 1, j), torch.gather(cell, 1, j)
         w = torch.softmax(v / p.temperature, dim=1)  # [N, k]
-        labels = torch.stack([torch.cat([lab, lab.new_zeros(1, channels)]) for _, lab in slots])  # [S, N+1, C]
+        labels = torch.stack([torch.cat([e[1], e[1].new_zeros(1, channels)]) for e in slots])  # [S, N+1, C]
         picked = labels.flatten(0, 1)[(slot * (n + 1) + cell).flatten()].view(n, -1, channels)
         return torch.einsum("nk,nkc->nc", w, picked.float())
