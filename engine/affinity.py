@@ -163,13 +163,18 @@ def window_topk_multi(query: torch.Tensor, frames: list, geo: WindowGeometry, k:
     out_f = torch.zeros((n + 1, k), dtype=torch.long, device=query.device)
     out_c = torch.full((n + 1, k), n, dtype=torch.long, device=query.device)
     ntiles = geo.query_index.shape[0]
+    buf = None
     for s in range(0, ntiles, tiles_per_chunk):
         e = min(ntiles, s + tiles_per_chunk)
         qi = geo.query_index[s:e]
         q = qp[qi]                                                           # [t, T*T, C]
-        scores = torch.stack([torch.baddbmm(bias[s:e], q, f.regions[s:e].transpose(1, 2)) for f in frames], 2)
-        t, tq, u, _ = scores.shape                                           # [t, T*T, U, P*P]
-        v, pos = _blocked_topk(scores.view(t, tq, u * side), p, k)
+        t, tq, u = e - s, q.shape[1], len(frames)
+        if buf is None or buf.shape[1] != t:
+            buf = q.new_empty(u, t, tq, side)
+        for j, f in enumerate(frames):
+            torch.baddbmm(bias[s:e], q, f.regions[s:e].transpose(1, 2), out=buf[j])
+        scores = buf.permute(1, 2, 0, 3).reshape(t, tq, u * side)          # [t, T*T, U*P*P]
+        v, pos = _blocked_topk(scores, p, k)
         kk = v.shape[-1]
         frame_id = pos // side
         cells = torch.gather(geo.key_index[s:e], 1, (pos % side).flatten(1)).view_as(pos)
@@ -181,12 +186,17 @@ def window_topk_multi(query: torch.Tensor, frames: list, geo: WindowGeometry, k:
 
 
 def exact_scores(query: torch.Tensor, keys: list[torch.Tensor], slot: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-    """Re-score candidates in float32: query [C, N]; candidate (slot, cell) [N, k] -> scores [N, k]."""
-    qt = query.t().float()  # [N, C]
-    out = torch.full(slot.shape, NEG, dtype=torch.float32, device=query.device)
+    """Re-score candidates in float32: query [C, N]; candidate (slot, cell) [N, k] -> scores [N, k].
+
+    Padding cells (index N) score 0 here; callers mask them by their -inf coarse score.
+    """
+    n = query.shape[1]
+    out = torch.zeros(slot.shape, dtype=torch.float32, device=query.device)
     rows = torch.arange(slot.shape[0], device=query.device)[:, None].expand_as(slot)
+    safe = cell.clamp_max(n - 1)
     for s in slot.unique().tolist():
         sel = slot == s
-        kp = _padded(keys[s].float())
-        out[sel] = (kp[cell[sel]] * qt[rows[sel]]).sum(-1)
+        k = keys[s][:, safe[sel]].float()          # [C, M]
+        q = query[:, rows[sel]].float()            # [C, M]
+        out[sel] = (k * q).sum(0)
     return out

@@ -22,6 +22,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (replaced as a whole when the run succeeds)")
     p.add_argument("--backward", action="store_true", help="propagate towards the start instead of the end")
     p.add_argument("--both", action="store_true", help="propagate in both directions")
+    p.add_argument("--stop", type=int, default=None,
+                   help="stop before this frame (forward) or after it (backward); default: the video's end")
     p.add_argument("--json", help="write a run summary here")
     common.add_model_args(p)
     common.add_propagation_args(p)
@@ -55,8 +57,10 @@ def _main(args) -> int:
     points = {}
     with atomic.staged_dir(args.out) as stage:
         for direction in directions:
-            run = prop.run(video, {args.frame: label}, start=args.frame, direction=direction)
+            run = prop.run(video, {args.frame: label}, start=args.frame, direction=direction, stop=args.stop)
             total = (len(video) - args.frame) if direction == "forward" else args.frame + 1
+            if args.stop is not None:
+                total = min(total, abs(args.frame - args.stop))
             for r in common.progress(run, total=total, desc=f"propagating {direction}", unit="frame"):
                 if r.is_keyframe and frames:
                     continue  # the keyframe is written once, by the first direction
