@@ -1,0 +1,75 @@
+"""Run the engine benchmarks and write BENCHMARKS.md (numbers + the commands that produced them).
+
+Each configuration runs `affinity-bench` in its own process, so peak RSS is per configuration.
+Usage: python scripts/benchmarks.py [--quick] [--out BENCHMARKS.md]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "resources" / "demo" / "demo.mp4"
+MASK = REPO / "resources" / "demo" / "demo_mask_00000.png"
+
+
+def bench(args: list[str]) -> tuple[dict, str]:
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "b.json"
+        cmd = [sys.executable, "-m", "engine.cli.bench", *args, "--json", str(out)]
+        subprocess.run(cmd, check=True, cwd=REPO)
+        shown = "affinity-bench " + " ".join(shlex.quote(a if not a.startswith(str(REPO)) else str(Path(a).relative_to(REPO))) for a in args)
+        return json.loads(out.read_text()), shown
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--long", type=int, default=2000, help="frames of the long run for the memory check")
+    args = ap.parse_args()
+    model = ["--random-init", "--threads", "2"]  # speed does not depend on the weights' values
+    base = [str(DEMO), "--mask", str(MASK), "--frames", str(args.frames), *model]
+    configs = [
+        ("full protocol, 854x480, default precision (bf16 search + fp32 re-score)", base),
+        ("full protocol, 854x480, exact fp32", base + ["--precision", "fp32"]),
+        ("preview: scale 0.5 (427x240)", base + ["--scale", "0.5"]),
+        ("memory, scale 0.5, 100 frames", [str(DEMO), "--mask", str(MASK), "--loop", "100", *model, "--scale", "0.5"]),
+        (f"memory, scale 0.5, {args.long} frames", [str(DEMO), "--mask", str(MASK), "--loop", str(args.long), *model, "--scale", "0.5"]),
+    ]
+    rows = []
+    for name, a in configs:
+        t = time.time()
+        res, cmd = bench(a)
+        rows.append((name, res, cmd))
+        print(f"{name}: {res['fps']} frames/s, steady {res['steady_fps']}, peak RSS {res['peak_rss_mb']} MB "
+              f"({time.time() - t:.0f} s)", flush=True)
+    lines = ["# Benchmarks", "",
+             "Produced by `python scripts/benchmarks.py` on this project's CI-class machine (2 cores, Intel Xeon with "
+             "AMX-BF16, torch 2.13 CPU). The machine is shared and noisy: per-stage numbers are medians over frames "
+             "(the first frames, which build caches, are excluded); `fps` is end to end over the whole run "
+             "(decode + features + affinity + label decoding), `steady fps` is 1000 / the sum of the stage medians.", "",
+             "| configuration | frames | processing size | precision | fps (end to end) | steady fps | decode ms | features ms | affinity ms | label decode ms | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r, _ in rows:
+        m = r["stage_median_ms"]
+        lines.append(f"| {name} | {r['frames']} | {r['processing_size'][0]}x{r['processing_size'][1]} | {r['precision']} | "
+                     f"{r['fps']} | {r['steady_fps']} | {m['decode_video_ms']} | {m['features_ms']} | {m['affinity_ms']} | "
+                     f"{m['decode_ms']} | {r['peak_rss_mb']} |")
+    short, long_ = rows[-2][1]["peak_rss_mb"], rows[-1][1]["peak_rss_mb"]
+    lines += ["", f"Peak memory, {rows[-1][1]['frames']} vs {rows[-2][1]['frames']} frames: {long_} MB vs {short} MB "
+              f"({(long_ - short) / short:+.1%}).", "", "Commands:", ""]
+    lines += [f"- {name}: `{cmd}`" for name, _, cmd in rows]
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
