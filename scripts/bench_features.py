@@ -10,6 +10,7 @@ same frame (per-cell cosine similarity of the returned float32 features).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -46,12 +47,12 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     frame, make, what = frame_and_encoder(args.model)
     configs = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True), ("fp16", True)]
-    print(f"torch {torch.__version__}, {args.threads} threads, model {args.model} ({what}), 854x480, "
+    print(f"load average {os.getloadavg()[0]:.2f}; torch {torch.__version__}, {args.threads} threads, model {args.model} ({what}), 854x480, "
           f"native bf16: {cpu_has_fast_bf16()}, median of {args.repeats}")
     rows = []
     for batch in [int(b) for b in args.batches.split(",")]:
         frames = [frame] * batch
-        fxs, outs, times = [], [], []
+        fxs, outs, times, cpu = [], [], [], []
         for precision, cl in configs:
             fx = FeatureExtractor(make(), device="cpu", precision=precision, batch_size=batch,
                                   cache_mb=0, channels_last=cl)
@@ -59,28 +60,33 @@ def main() -> int:
             fx.extract(frames)
             fxs.append(fx)
             times.append([])
+            cpu.append([])
         # Round-robin over the configurations, so a burst of load from other processes on this
         # shared machine hits all of them alike instead of one.
         for _ in range(args.repeats):
-            for fx, t in zip(fxs, times):
-                t0 = time.perf_counter()
+            for fx, t, c in zip(fxs, times, cpu):
+                t0, c0 = time.perf_counter(), time.process_time()
                 fx.extract(frames)
                 t.append((time.perf_counter() - t0) * 1e3 / batch)
+                c.append((time.process_time() - c0) * 1e3 / batch)
         ref = outs[0]
-        for (precision, cl), out, t in zip(configs, outs, times):
+        for (precision, cl), out, t, c in zip(configs, outs, times, cpu):
             cos = (out * ref).sum(1).flatten()       # both L2-normalised per cell
             rows.append((batch, precision, "channels_last" if cl else "NCHW", statistics.median(t), min(t),
-                         cos.min().item(), cos.mean().item(), (out - ref).abs().max().item()))
+                         statistics.median(c), cos.min().item(), cos.mean().item(), (out - ref).abs().max().item()))
             print(f"  batch {batch} {precision:<5} {rows[-1][2]:<13} median {rows[-1][3]:8.1f}  "
-                  f"min {rows[-1][4]:8.1f} ms/frame", flush=True)
+                  f"min {rows[-1][4]:8.1f}  cpu {rows[-1][5]:8.1f} ms/frame", flush=True)
     base = {b: r[3] for r in rows for b in [r[0]] if r[1] == "fp32" and r[2] == "NCHW"}
     print()
-    print("| batch | precision | layout | median ms/frame | min ms/frame | speed-up vs fp32 NCHW "
-          "| cos min | cos mean | max abs diff |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for b, p, lay, med, mn, cmin, cmean, mad in rows:
-        print(f"| {b} | {p} | {lay} | {med:.1f} | {mn:.1f} | {base[b] / med:.2f}x | {cmin:.5f} | {cmean:.6f} "
-              f"| {mad:.2e} |")
+    # CPU time (all threads) is less sensitive than wall time to other processes on a shared
+    # machine; under no load it is about threads x wall time.
+    print(f"load average {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    print("| batch | precision | layout | median ms/frame | min ms/frame | CPU ms/frame (median) "
+          "| speed-up vs fp32 NCHW (median) | cos min | cos mean | max abs diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for b, p, lay, med, mn, cm, cmin, cmean, mad in rows:
+        print(f"| {b} | {p} | {lay} | {med:.1f} | {mn:.1f} | {cm:.1f} | {base[b] / med:.2f}x | {cmin:.5f} "
+              f"| {cmean:.6f} | {mad:.2e} |")
     return 0
 
 

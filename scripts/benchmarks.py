@@ -40,8 +40,8 @@ def main() -> int:
         ("full protocol, 854x480, default precision (bf16 search + fp32 re-score)", base),
         ("full protocol, 854x480, exact fp32", base + ["--precision", "fp32"]),
         ("preview: scale 0.5 (427x240)", base + ["--scale", "0.5"]),
-        ("memory, scale 0.5, 100 frames", [str(DEMO), "--mask", str(MASK), "--loop", "100", *model, "--scale", "0.5"]),
-        (f"memory, scale 0.5, {args.long} frames", [str(DEMO), "--mask", str(MASK), "--loop", str(args.long), *model, "--scale", "0.5"]),
+        ("memory, scale 0.25, 100 frames", [str(DEMO), "--mask", str(MASK), "--loop", "100", *model, "--scale", "0.25"]),
+        (f"memory, scale 0.25, {args.long} frames", [str(DEMO), "--mask", str(MASK), "--loop", str(args.long), *model, "--scale", "0.25"]),
     ]
     rows = []
     for name, a in configs:
