@@ -51,15 +51,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", type=int, default=None, help="repeat the video to this many frames")
     p.add_argument("--warmup", type=int, default=3, help="frames excluded from the per-stage medians")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--json", help="write the results here")
-    common.add_model_args(p)
-    common.add_propagation_args(p)
+    common.add_run_args(p)
     return p
-
-
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    return common.run(lambda: _main(args))
 
 
 def _main(args) -> int:
@@ -108,6 +101,8 @@ def _main(args) -> int:
         print(f"  {k:16s} {v} ms (median)")
     return 0
 
+
+main = common.entry(parser, _main)
 
 if __name__ == "__main__":
     sys.exit(main())

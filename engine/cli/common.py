@@ -35,6 +35,21 @@ def add_propagation_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--scale", type=float, default=d.scale, help="processing scale (<1 for previews)")
 
 
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The options every propagating CLI shares: --json, the model and the propagation parameters."""
+    parser.add_argument("--json", help="write the results here (machine-readable)")
+    add_model_args(parser)
+    add_propagation_args(parser)
+
+
+def entry(make_parser: Callable[[], argparse.ArgumentParser], body: Callable[[argparse.Namespace], int]):
+    """A console-script main(argv=None) that parses, runs `body` and maps errors to exit codes."""
+    def main(argv=None) -> int:
+        args = make_parser().parse_args(argv)
+        return run(lambda: body(args))
+    return main
+
+
 def params_from_args(args):
     from ..propagate import PropagationParams
     return PropagationParams(topk=args.topk, context=args.context, radius=args.radius,

@@ -22,15 +22,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="affinity-demo", description=__doc__)
     p.add_argument("--out", default="demo-output", help="where masks and the overlay strip go")
     p.add_argument("--frames", type=int, default=None, help="propagate only this many frames")
-    p.add_argument("--json", help="write the summary here")
-    common.add_model_args(p)
-    common.add_propagation_args(p)
+    common.add_run_args(p)
     return p
-
-
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    return common.run(lambda: _main(args))
 
 
 def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -89,6 +82,8 @@ def _main(args) -> int:
           f"masks and overlay_strip.png in {args.out}/")
     return 0
 
+
+main = common.entry(parser, _main)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,15 +24,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--both", action="store_true", help="propagate in both directions")
     p.add_argument("--stop", type=int, default=None,
                    help="stop before this frame (forward) or after it (backward); default: the video's end")
-    p.add_argument("--json", help="write a run summary here")
-    common.add_model_args(p)
-    common.add_propagation_args(p)
+    common.add_run_args(p)
     return p
-
-
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    return common.run(lambda: _main(args))
 
 
 def _main(args) -> int:
@@ -82,6 +75,8 @@ def _main(args) -> int:
     print(f"wrote {frames} frames to {args.out} in {elapsed:.1f} s ({summary['fps']} frames/s)", file=sys.stderr)
     return 0
 
+
+main = common.entry(parser, _main)
 
 if __name__ == "__main__":
     sys.exit(main())
