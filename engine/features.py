@@ -7,11 +7,12 @@ float32: affinities and top-k are sensitive to rounding (research spec §11a-18)
 
 CPU precision "auto": bf16 autocast with channels-last tensors where the CPU has native bf16
 (AMX / AVX512-BF16), fp32 otherwise.  Measured with scripts/bench_features.py on this project's
-2-core Xeon (AMX-BF16), torch 2.13, crw-r18-s8 at 854x480, 2 threads: bf16+channels-last is about
-3.5x faster than fp32 (NCHW) and gives per-cell cosine >= 0.9999 against fp32 on the golden frame;
-bf16 without channels-last gains far less, fp32 channels-last gains nothing, CPU fp16 is slower
-than bf16.  CPUs without native bf16 were not available to measure; oneDNN emulates bf16 there,
-so fp32 is kept.
+2-core Xeon (AMX-BF16), torch 2.13, crw-r18-s8 at 854x480, 2 threads, quiet machine: fp32 190 ms
+per frame, bf16+channels-last 55 ms (3.4x) at batch 1, 82 vs 216 ms (2.6x) at batch 4; per-cell
+cosine against fp32 on the golden frame >= 0.9999.  bf16 without channels-last gains far less
+(1.1-1.5x), fp32 channels-last ~1.15x (and is no longer bitwise equal to the reference), CPU fp16
+is slower than fp32.  CPUs without native bf16 were not available to measure; oneDNN emulates
+bf16 there, so fp32 is kept.  Note that on this CPU batch 1 is faster per frame than batch 4.
 """
 from __future__ import annotations
 
