@@ -99,8 +99,10 @@ class Propagator:
         if precision == "auto":
             precision = "fp16" if self.device.type == "cuda" else "bf16"
         self.precision = precision
+        # Batching frames does not pay on CPU (measured 55 vs 82 ms/frame, bf16, batch 1 vs 4).
         self.extractor = extractor or FeatureExtractor(encoder.to(self.device), device=str(self.device),
-                                                       precision="fp32" if precision == "fp32" else "auto")
+                                                       precision="fp32" if precision == "fp32" else "auto",
+                                                       batch_size=1 if self.device.type == "cpu" else 4)
         self._geometry: dict = {}
 
     # -- public -------------------------------------------------------------------------------
