@@ -34,16 +34,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="propagate and score only the first N frames of each sequence "
                                               "(quick runs; not comparable with published numbers)")
     p.add_argument("--sequences", help="comma-separated sequence names (default: the dataset's val list)")
-    p.add_argument("--json", help="also write the report JSON here")
-    common.add_model_args(p)
-    common.add_propagation_args(p)
+    common.add_run_args(p)
     return p
-
-
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    return common.run(lambda: _main(args))
 
 
 def _main(args) -> int:
@@ -208,8 +200,7 @@ def _sequence_list(text: "str | None"):
 
 
 def _run_info(args) -> dict:
-    info = {"checkpoint": args.checkpoint, "random_init": bool(args.random_init),
-            "command": "affinity-evaluate " + " ".join(args.argv)}
+    info = {"checkpoint": args.checkpoint, "random_init": bool(args.random_init)}
     return {k: v for k, v in info.items() if v not in (None, False)}
 
 
@@ -223,6 +214,8 @@ def _written(args) -> None:
 def _num(v, digits: int = 3) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
 
+
+main = common.entry(parser, _main)
 
 if __name__ == "__main__":
     sys.exit(main())
