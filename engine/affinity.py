@@ -73,40 +73,35 @@ def _padded(feat: torch.Tensor) -> torch.Tensor:
     return torch.cat([feat.t(), feat.new_zeros(1, c)], 0)
 
 
-def dense_topk(query: torch.Tensor, key: torch.Tensor, k: int, chunk: int = 2048):
-    """Top-k keys of every query over a whole frame: query [C, N], key [C, M] -> (vals, idx) [N, k]."""
-    vals, idxs = [], []
-    kt = key
-    for s in range(0, query.shape[1], chunk):
-        scores = query[:, s:s + chunk].t() @ kt
-        v, i = scores.float().topk(min(k, scores.shape[1]), dim=1)
-        vals.append(v)
-        idxs.append(i)
-    return torch.cat(vals), torch.cat(idxs)
+_INT_VIEW = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
 
 
-def window_topk(query: torch.Tensor, key: torch.Tensor, geo: WindowGeometry, k: int, tiles_per_chunk: int = 16):
-    """Top-k keys within the radius window: query, key [C, N] -> (vals, idx) [N, k] (idx = key cell).
+def block_max(x: torch.Tensor) -> torch.Tensor:
+    """Exact maximum over the last dim, computed on the bit patterns.
 
-    Queries whose window holds fewer than k cells get -inf scores in the missing slots.
+    Float reductions are several times slower on CPU than integer ones (measured 3.3 vs 0.8 ms on a
+    cached bf16 chunk).  Read as signed integers, non-negative floats keep their order and negative
+    ones reverse it (-inf is the largest negative integer), so the float maximum is the integer
+    maximum when that is non-negative and otherwise the integer minimum.  No NaNs occur here.
     """
-    qp, kp = _padded(query), _padded(key)
-    n = geo.n
-    out_v = query.new_full((n + 1, k), NEG, dtype=torch.float32)
-    out_i = torch.full((n + 1, k), n, dtype=torch.long, device=query.device)
-    ntiles = geo.query_index.shape[0]
-    for s in range(0, ntiles, tiles_per_chunk):
-        qi = geo.query_index[s:s + tiles_per_chunk]
-        ki = geo.key_index[s:s + tiles_per_chunk]
-        q = qp[qi]                       # [t, T*T, C]
-        kk = kp[ki]                      # [t, P*P, C]
-        scores = torch.bmm(q, kk.transpose(1, 2)).float() + geo.bias[s:s + tiles_per_chunk]
-        kk_ = min(k, scores.shape[2])
-        v, j = scores.topk(kk_, dim=2)
-        cells = torch.gather(ki, 1, j.flatten(1)).view_as(j)
-        out_v[qi.flatten(), :kk_] = v.flatten(0, 1)
-        out_i[qi.flatten(), :kk_] = cells.flatten(0, 1)
-    return out_v[:n], out_i[:n]
+    ints = x.view(_INT_VIEW[x.dtype])
+    hi = ints.amax(-1)
+    return torch.where(hi >= 0, hi, ints.amin(-1)).view(x.dtype)
+
+
+def top_blocks(blocks: torch.Tensor, k: int, arrange=lambda m: m) -> torch.Tensor:
+    """Indices [..., k] of the k blocks (last-but-one dim) with the largest maxima; `arrange`
+    reshapes the block maxima into [..., blocks] first (cheaper than rearranging the blocks).
+
+    The integer maximum alone orders every block holding a non-negative value correctly and puts
+    all-negative blocks below them; when each row's k-th pick is non-negative that is the exact
+    answer (always, for the cosine scores of ReLU features), otherwise the exact maxima decide.
+    """
+    hi = arrange(blocks.view(_INT_VIEW[blocks.dtype]).amax(-1))
+    v, idx = hi.topk(k, dim=-1)
+    if bool((v[..., -1] < 0).any()):
+        _, idx = arrange(block_max(blocks)).topk(k, dim=-1)
+    return idx
 
 
 def _blocked_topk(scores: torch.Tensor, block: int, k: int):
@@ -121,14 +116,14 @@ def _blocked_topk(scores: torch.Tensor, block: int, k: int):
     nb = m // block
     kk = min(k, nb)
     blocks = scores.view(*lead, nb, block)
-    _, top_blocks = blocks.amax(-1).topk(kk, dim=-1)                       # [..., kk]
-    picked = torch.gather(blocks, -2, top_blocks[..., None].expand(*lead, kk, block))
+    best = top_blocks(blocks, kk)                                            # [..., kk]
+    picked = torch.gather(blocks, -2, best[..., None].expand(*lead, kk, block))
     v, j = picked.flatten(-2).topk(min(k, kk * block), dim=-1)
-    pos = torch.gather(top_blocks, -1, j // block) * block + j % block
+    pos = torch.gather(best, -1, j // block) * block + j % block
     return v, pos
 
 
-def dense_topk_blocked(query: torch.Tensor, key: torch.Tensor, k: int, row: int, chunk: int = 2048):
+def dense_topk_blocked(query: torch.Tensor, key: torch.Tensor, k: int, row: int, chunk: int = 1024):
     """dense_topk with block pruning; `row` = the key grid's width (a block is one feature row)."""
     vals, idxs = [], []
     for s in range(0, query.shape[1], chunk):
@@ -144,40 +139,55 @@ class KeyRegions:
     the memory and reused for every target that sees it (the layout copy is the costly part)."""
 
     def __init__(self, key: torch.Tensor, geo: WindowGeometry, dtype):
-        self.regions = _padded(key.to(dtype))[geo.key_index]  # [ntiles, P*P, C]
+        padded = _padded(key.to(dtype))
+        # index_select, not fancy indexing: measured 0.7 vs 4.3 ms per frame.
+        self.regions = padded.index_select(0, geo.key_index.flatten()).view(*geo.key_index.shape, -1)  # [ntiles, P*P, C]
 
 
-def window_topk_multi(query: torch.Tensor, frames: list, geo: WindowGeometry, k: int, tiles_per_chunk: int = 4):
+def window_topk_multi(query: torch.Tensor, frames: list, geo: WindowGeometry, k: int, tiles_per_chunk: int = 2):
     """Joint top-k over the radius windows of several context frames (each a KeyRegions).
 
     Returns (vals float32 [N, k], frame index [N, k], key cell [N, k]); slots that no window can
-    fill hold -inf.
+    fill hold -inf.  Per chunk of tiles the scores of all frames land in one buffer
+    [frames, tiles, T*T, P, P]; region rows are the pruning blocks, so only the row maxima are
+    rearranged across frames and the full score buffer is read just twice (maxima, then the
+    chosen rows).
     """
     n = geo.n
     dtype = frames[0].regions.dtype
+    dev = query.device
     qp = _padded(query.to(dtype))
     side = geo.key_index.shape[1]
     p = int(round(side ** 0.5))
     bias = geo.bias.to(dtype)
-    out_v = torch.full((n + 1, k), NEG, dtype=torch.float32, device=query.device)
-    out_f = torch.zeros((n + 1, k), dtype=torch.long, device=query.device)
-    out_c = torch.full((n + 1, k), n, dtype=torch.long, device=query.device)
+    out_v = torch.full((n + 1, k), NEG, dtype=torch.float32, device=dev)
+    out_f = torch.zeros((n + 1, k), dtype=torch.long, device=dev)
+    out_c = torch.full((n + 1, k), n, dtype=torch.long, device=dev)
     ntiles = geo.query_index.shape[0]
+    u = len(frames)
+    kk = min(k, u * p)
     buf = None
     for s in range(0, ntiles, tiles_per_chunk):
         e = min(ntiles, s + tiles_per_chunk)
         qi = geo.query_index[s:e]
         q = qp[qi]                                                           # [t, T*T, C]
-        t, tq, u = e - s, q.shape[1], len(frames)
+        t, tq = e - s, q.shape[1]
         if buf is None or buf.shape[1] != t:
             buf = q.new_empty(u, t, tq, side)
+            ti = torch.arange(t, device=dev)[:, None, None]
+            qq = torch.arange(tq, device=dev)[None, :, None]
         for j, f in enumerate(frames):
             torch.baddbmm(bias[s:e], q, f.regions[s:e].transpose(1, 2), out=buf[j])
-        scores = buf.permute(1, 2, 0, 3).reshape(t, tq, u * side)          # [t, T*T, U*P*P]
-        v, pos = _blocked_topk(scores, p, k)
-        kk = v.shape[-1]
-        frame_id = pos // side
-        cells = torch.gather(geo.key_index[s:e], 1, (pos % side).flatten(1)).view_as(pos)
+        rows = buf.view(u, t, tq, p, p)
+        top_rows = top_blocks(rows, kk, lambda m: m.permute(1, 2, 0, 3).reshape(t, tq, u * p))  # [t, T*T, kk]
+        frame_of, row_of = top_rows // p, top_rows % p
+        picked = rows.reshape(-1, p).index_select(0, (((frame_of * t + ti) * tq + qq) * p + row_of).flatten())
+        picked = picked.view(t, tq, kk, p)                                   # [t, T*T, kk, P]
+        v, jj = picked.flatten(-2).topk(kk, dim=-1)
+        sel = jj // p
+        frame_id = torch.gather(frame_of, -1, sel)
+        region_cell = torch.gather(row_of, -1, sel) * p + jj % p
+        cells = torch.gather(geo.key_index[s:e], 1, region_cell.flatten(1)).view_as(region_cell)
         flat = qi.flatten()
         out_v[flat, :kk] = v.flatten(0, 1).float()
         out_f[flat, :kk] = frame_id.flatten(0, 1)
@@ -185,18 +195,28 @@ def window_topk_multi(query: torch.Tensor, frames: list, geo: WindowGeometry, k:
     return out_v[:n], out_f[:n], out_c[:n]
 
 
-def exact_scores(query: torch.Tensor, keys: list[torch.Tensor], slot: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-    """Re-score candidates in float32: query [C, N]; candidate (slot, cell) [N, k] -> scores [N, k].
+def exact_scores(query_rows: torch.Tensor, key_rows: list[torch.Tensor], slot: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """Re-score candidates in float32: query_rows [N, C]; key_rows[s] [N, C] per slot; candidate
+    (slot, cell) [N, k] -> scores [N, k].
 
-    Padding cells (index N) score 0 here; callers mask them by their -inf coarse score.
+    Candidates are grouped by slot with one sort so that each frame's rows are read with one
+    contiguous index_select (column gathers from [C, N] layouts were the slow part).  Padding
+    cells (index N) score 0 here; callers mask them by their -inf coarse score.
     """
-    n = query.shape[1]
-    out = torch.zeros(slot.shape, dtype=torch.float32, device=query.device)
-    rows = torch.arange(slot.shape[0], device=query.device)[:, None].expand_as(slot)
-    safe = cell.clamp_max(n - 1)
-    for s in slot.unique().tolist():
-        sel = slot == s
-        k = keys[s][:, safe[sel]].float()          # [C, M]
-        q = query[:, rows[sel]].float()            # [C, M]
-        out[sel] = (k * q).sum(0)
-    return out
+    n, k = slot.shape
+    flat_slot = slot.flatten()
+    order = torch.argsort(flat_slot, stable=True)
+    counts = torch.bincount(flat_slot, minlength=len(key_rows)).tolist()
+    query_index = order // k
+    cells = cell.flatten()[order].clamp_max(n - 1)
+    out = torch.empty(n * k, dtype=torch.float32, device=slot.device)
+    scores = []
+    pos = 0
+    for s, c in enumerate(counts):
+        if c:
+            q = query_rows.index_select(0, query_index[pos:pos + c]).float()
+            kk = key_rows[s].index_select(0, cells[pos:pos + c]).float()
+            scores.append((q * kk).sum(1))
+        pos += c
+    out[order] = torch.cat(scores)
+    return out.view(n, k)

@@ -40,7 +40,7 @@ class PropagationParams:
     scale: float = 1.0          # < 1 for fast previews
     keypoint_sigma: float = 0.5
     keypoint_topn: int = 3
-    tile: int = 16
+    tile: int = 12
 
     def validate(self) -> "PropagationParams":
         checks = [
@@ -202,11 +202,13 @@ class Propagator:
         yield self._result(codec, key_soft, start, start, True,
                            {"decode_video_ms": (t1 - t0) * 1e3, "features_ms": (t2 - t1) * 1e3})
         key_lab = key_soft.reshape(codec.channels, -1).t().contiguous()  # [N, C]
+        key_rows = key_feat.t().contiguous()
+        key_search = key_feat.to(self._dtype())  # the keyframe's global-search operand, built once
 
-        # Short-term memory: (features [C, N], labels [N, C]); copies share storage.
+        # Short-term memory: (feature rows [N, C], labels [N, C], KeyRegions); copies share storage.
         memory: deque = deque(maxlen=p.context)
         if p.pad_context:
-            key_entry = (key_feat, key_lab, affinity.KeyRegions(key_feat, geo, self._dtype()))
+            key_entry = (key_rows, key_lab, affinity.KeyRegions(key_feat, geo, self._dtype()))
             memory.extend([key_entry] * p.context)
 
         batch = max(1, self.extractor.batch_size)
@@ -228,16 +230,17 @@ class Propagator:
                 pending.extend((i, f, dict(share)) for (i, _), f in zip(chunk, feats))
             index, feat, timings = pending.popleft()
             t0 = time.perf_counter()
-            soft = self._step(feat, key_feat, key_lab, memory, geo, n, codec.channels)
+            feat_rows = feat.t().contiguous()
+            soft = self._step(feat, feat_rows, (key_rows, key_lab, key_search), memory, geo, n, codec.channels)
             timings["affinity_ms"] = (time.perf_counter() - t0) * 1e3
             if p.context:
-                memory.append((feat, soft, affinity.KeyRegions(feat, geo, self._dtype())))
+                memory.append((feat_rows, soft, affinity.KeyRegions(feat, geo, self._dtype())))
             yield self._result(codec, soft.t().reshape(codec.channels, *grid), index, start, False, timings)
 
     def _dtype(self):
         return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
-    def _step(self, feat, key_feat, key_lab, memory, geo, n, channels) -> torch.Tensor:
+    def _step(self, feat, feat_rows, keyframe, memory, geo, n, channels) -> torch.Tensor:
         """Soft labels [N, C] of one target from the keyframe and the short-term memory.
 
         Candidates are searched as distinct (frame, cell) pairs; copies of a frame (CRW's padding)
@@ -251,7 +254,8 @@ class Propagator:
         q = feat.to(self._dtype())
 
         # Distinct context frames in slot order: slot 0 = keyframe (global), then short-term frames.
-        slots = [(key_feat, key_lab, None)]
+        key_rows, key_lab, key_search = keyframe
+        slots = [(key_rows, key_lab, None)]
         mult = [1]
         seen: dict = {}
         for entry in memory:
@@ -263,7 +267,7 @@ class Propagator:
             else:
                 mult[j] += 1
 
-        v0, c0 = affinity.dense_topk_blocked(q, key_feat.to(q.dtype), kk, geo.w)
+        v0, c0 = affinity.dense_topk_blocked(q, key_search, kk, geo.w)
         vals, slot, cell = [v0], [torch.zeros_like(c0)], [c0]
         if len(slots) > 1:
             v1, f1, c1 = affinity.window_topk_multi(q, [e[2] for e in slots[1:]], geo, kk)
@@ -272,7 +276,7 @@ class Propagator:
         v, j = v.topk(min(kk, v.shape[1]), dim=1)
         slot, cell = torch.gather(slot, 1, j), torch.gather(cell, 1, j)
         if coarse:
-            exact = affinity.exact_scores(feat, [e[0] for e in slots], slot, cell)
+            exact = affinity.exact_scores(feat_rows, [e[0] for e in slots], slot, cell)
             v = exact.masked_fill(torch.isinf(v), affinity.NEG)
         copies = max(mult)
         if copies > 1:
