@@ -428,6 +428,21 @@ class AnnotationSession:
                 out.append(self._segment(name, k, "forward", stop))
             return [s for s in out if len(s) and needs[list(s.frames)].any()]
 
+    def plan_stale(self, layer: "str | None" = None) -> list[Segment]:
+        """The runs that refresh stale frames only (what a correction needs): the segments of
+        `plan_all` that hold stale frames, each cut short after its last stale frame, so empty
+        frames stay empty and frames owned by a farther keyframe are not recomputed."""
+        name = layer or self.default_layer
+        out = []
+        with self._lock:
+            stale = self._layer(name).status == STALE
+            for seg in self.plan_all(name):
+                hits = [i for i in seg.frames if stale[i]]
+                if hits:
+                    stop = hits[-1] + 1 if seg.direction == "forward" else hits[-1] - 1
+                    out.append(Segment(seg.keyframe, seg.start, stop, seg.direction, seg.version, seg.layer))
+        return out
+
     def _segment(self, name, k, direction, stop) -> Segment:
         start = k + 1 if direction == "forward" else k - 1
         return Segment(k, start, stop, direction, self._layers[name].version[k], name)
