@@ -134,6 +134,18 @@ class VideoSource:
             while len(self._cache) > self._cache_frames:
                 self._cache.popitem(last=False)
 
+    def set_cache_frames(self, n: int) -> None:
+        """Change the LRU cache's capacity (frames); a caller that knows the frame size can bound
+        it in bytes (a 4K frame is 25 MB, a 480p one 1.2 MB)."""
+        with self._lock:
+            self._cache_frames = max(0, int(n))
+            while len(self._cache) > self._cache_frames:
+                self._cache.popitem(last=False)
+
+    @property
+    def cache_frames(self) -> int:
+        return self._cache_frames
+
     def fingerprint(self) -> dict:
         """{"size": [w, h], "frames": n, "sha1": hash of the first 3 frames} (JSON-ready)."""
         if self._fingerprint is None:

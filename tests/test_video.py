@@ -401,3 +401,14 @@ def test_real_clip_random_equals_sequential(shared):
     rng = random.Random(11)
     for i in [rng.randrange(len(src)) for _ in range(20)]:
         np.testing.assert_array_equal(src.frame(i), seq[i], err_msg=f"frame {i}")
+
+
+def test_cache_capacity_can_be_changed(tmp_path):
+    folder = write_images(tmp_path / "imgs", [f"{k:03d}.png" for k in range(6)])
+    v = VideoSource.open(folder, cache_frames=4)
+    for i in range(6):
+        v.frame(i)
+    assert v.cache_frames == 4 and len(v._cache) == 4
+    v.set_cache_frames(2)
+    assert len(v._cache) == 2 and v.cache_frames == 2
+    assert read_index(v.frame(0)) == 0
