@@ -473,8 +473,9 @@ def render_overlay(frame_rgb: np.ndarray, mask: "np.ndarray | None" = None, obje
         n = len(keypoints.xy)
         colours = list(schema.colours) if schema is not None else [tuple(int(c) for c in PALETTE[1 + k % 255]) for k in range(n)]
         r = max(2, int(round(min(out.shape[:2]) / 120)))
-        pts = [(int(round(float(x))), int(round(float(y)))) for x, y in keypoints.xy.tolist()] \
-            if n else []
+        # Absent points have no meaningful (often NaN) position: never convert those.
+        pts = [(int(round(float(x))), int(round(float(y)))) if v else (0, 0)
+               for (x, y), v in zip(keypoints.xy.tolist(), keypoints.visible)]
         for a, b in (schema.skeleton if schema is not None else []):
             if keypoints.visible[a] and keypoints.visible[b]:
                 cv2.line(out, pts[a], pts[b], (255, 255, 255), max(1, r // 2), cv2.LINE_AA)

@@ -235,7 +235,7 @@ def test_render_overlay_draws_keypoints_and_mask():
     m = np.zeros((40, 40), np.uint8)
     m[:10, :10] = 1
     out = ex.render_overlay(frame, m, {1: {"colour": (200, 0, 0)}},
-                            Keypoints([[30, 30], [5, 35]], [True, False]),
+                            Keypoints([[30, 30], [np.nan, np.nan]], [True, False]),   # absent = NaN
                             KeypointSchema(["a", "b"], colours=[(0, 0, 255), (0, 255, 0)]), opacity=0.5)
     assert tuple(out[5, 5]) == (100, 0, 0)       # blended half-way
     assert tuple(out[9, 5]) == (200, 0, 0)       # outline in full colour
