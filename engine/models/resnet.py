@@ -10,9 +10,13 @@ stock network it has the three knobs correspondence methods turn (spec §1.2, §
 * reflect padding on every conv that pads (CRW `--model-type scratch`); the max-pool is not a
   conv and keeps the -inf padding;
 * an output layer: the layers after it are never built, so their parameters never exist (a CRW
-  test-time encoder has no layer4 and no fc).
+  test-time encoder has no layer4 and no fc);
+* the stem pool: torchvision's 3x3/2 max-pool, an average pool (STT's stride-4 test network,
+  MMCV `pool_type='mean'`) or none (STT's stride-8 student, `pool_type='none'`, spec §9.2, §9.6).
+  All three are parameter-free, so the key set does not depend on the choice.
 
 `MastResNet18` is MAST's own ResNet-18 (spec §1.3); it shares nothing with torchvision's naming.
+`LiirResNet18` is the same topology plus LIIR's learnable position embedding (spec §8.3).
 """
 from __future__ import annotations
 
@@ -20,12 +24,14 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 TORCHVISION_STRIDES = (1, 2, 2, 2)
+STEM_POOLS = ("max", "avg", "none")
 
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1, padding_mode: str = "zeros") -> nn.Conv2d:
@@ -97,7 +103,7 @@ class ResNet(nn.Module):
 
     def __init__(self, arch: str = "resnet18", layer_strides: Sequence[int] = TORCHVISION_STRIDES,
                  reflect_padding: bool = False, out_layer: str = "layer4", keep_fc: bool = False,
-                 num_classes: int = 1000):
+                 num_classes: int = 1000, stem_pool: str = "max"):
         super().__init__()
         if arch not in _DEPTHS:
             raise ConfigError(None, f"unknown ResNet arch {arch!r} (known: {', '.join(_DEPTHS)})")
@@ -106,6 +112,8 @@ class ResNet(nn.Module):
             raise ConfigError(None, f"layer_strides must be 4 values in {{1, 2}}, got {layer_strides}")
         if out_layer not in LAYERS:
             raise ConfigError(None, f"out_layer must be one of {LAYERS}, got {out_layer!r}")
+        if stem_pool not in STEM_POOLS:
+            raise ConfigError(None, f"stem_pool must be one of {STEM_POOLS}, got {stem_pool!r}")
         if keep_fc and out_layer != "layer4":
             raise ConfigError(None, "fc needs layer4: keep_fc=True requires out_layer='layer4'")
         block, counts = _DEPTHS[arch]
@@ -116,7 +124,12 @@ class ResNet(nn.Module):
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False, padding_mode=pm)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.stem_pool = stem_pool
+        if stem_pool == "max":
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        elif stem_pool == "avg":
+            # MMCV's AvgPool2d(3, 2, padding=1) with the default count_include_pad=True.
+            self.avgpool_stem = nn.AvgPool2d(3, stride=2, padding=1)
         cin = 64
         n_layers = LAYERS.index(out_layer) + 1
         for li in range(n_layers):
@@ -126,7 +139,7 @@ class ResNet(nn.Module):
             blocks += [block(cin, width, 1, pm) for _ in range(counts[li] - 1)]
             setattr(self, LAYERS[li], nn.Sequential(*blocks))
         self.out_channels = cin
-        self.stride = 4 * math.prod(layer_strides[:n_layers])
+        self.stride = (2 if stem_pool == "none" else 4) * math.prod(layer_strides[:n_layers])
         if keep_fc:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(cin, num_classes)
@@ -148,7 +161,11 @@ class ResNet(nn.Module):
         return LAYERS[:LAYERS.index(self.out_layer) + 1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.relu(self.bn1(self.conv1(x)))
+        if self.stem_pool == "max":
+            x = self.maxpool(x)
+        elif self.stem_pool == "avg":
+            x = self.avgpool_stem(x)
         for name in self.layer_names:
             x = getattr(self, name)(x)
         return x
@@ -162,6 +179,10 @@ class ResNet(nn.Module):
 
 def resnet18(**kw) -> ResNet:
     return ResNet("resnet18", **kw)
+
+
+def resnet34(**kw) -> ResNet:
+    return ResNet("resnet34", **kw)
 
 
 def resnet50(**kw) -> ResNet:
@@ -216,6 +237,31 @@ class MastResNet18(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
+        for name in LAYERS:
+            x = getattr(self, name)(x)
+        return self.post_convolution(x)
+
+
+class LiirResNet18(MastResNet18):
+    """LIIR's encoder (shasha521/LIIR_pytorch `ResNet_hr` + `post_convolution`, spec §8.3, §8.5).
+
+    The MAST topology (its checkpoints use torchvision-style names; the importer renames them to
+    ours) plus the learnable "1DAPE" position embedding `pos_embed1` [1, 64, P, P], resized with
+    bicubic interpolation (align_corners=False, as `F.interpolate` defaults) to the conv1 output and
+    added after conv1-bn-relu.  P is the training size / 2 (128 for 256x256 training, §11b-33), so
+    any input size works.
+    """
+
+    def __init__(self, pos_embed: int = 128):
+        super().__init__()
+        self.pos_embed1 = nn.Parameter(torch.zeros(1, 64, int(pos_embed), int(pos_embed)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        pe = self.pos_embed1
+        if pe.shape[-2:] != x.shape[-2:]:
+            pe = F.interpolate(pe, size=x.shape[-2:], mode="bicubic", align_corners=False)
+        x = x + pe.to(x.dtype)
         for name in LAYERS:
             x = getattr(self, name)(x)
         return self.post_convolution(x)
