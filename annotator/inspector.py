@@ -18,8 +18,10 @@ Drawing is `engine.inspect`'s (the same pixels as the PNG export).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
+import cv2
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QColor, QImage, QPainter
@@ -89,6 +91,29 @@ class ImageView(QWidget):
             if xy is not None:
                 self.clicked.emit(*xy)
         super().mousePressEvent(event)
+
+
+def _fit_scale(shape, target: tuple[int, int]) -> float:
+    """Scale that fits a frame into the view's device pixels (never up): markers and text are
+    then drawn at screen size instead of shrinking with a large frame."""
+    h, w = shape[:2]
+    return min(1.0, target[0] / w, target[1] / h)
+
+
+def _resize(img: np.ndarray, s: float) -> np.ndarray:
+    if s >= 1.0:
+        return img
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _render_b(frame_b: np.ndarray, r: ei.InspectResult, target: tuple[int, int]) -> np.ndarray:
+    s = _fit_scale(frame_b.shape, target)
+    small = _resize(frame_b, s)
+    heat = cv2.resize(r.heat_full, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_LINEAR)
+    matches = [dataclasses.replace(m, x=m.x * s, y=m.y * s) for m in r.matches]
+    win = ei.window_px(r)
+    return ei.render_heatmap(small, heat, matches, window_px=None if win is None else tuple(v * s for v in win))
 
 
 class _Signals(QObject):
@@ -304,11 +329,12 @@ class InspectorDock(QDockWidget):
         inspector, video = self._inspector, self._video
         a, b, (x, y), params = self._a, self.frame_b(), self._point, self.params()
 
+        target = self._target_size(self.view_b)
+
         def job():
             result = inspector.inspect(video, a, b, x, y, params)
             frame_b = video.frame(b)
-            return result, frame_b, ei.render_heatmap(frame_b, result.heat_full, result.matches,
-                                                      window_px=ei.window_px(result))
+            return result, frame_b, _render_b(frame_b, result, target)
         seq = next(self._seq)
         self._latest = seq
         cold = not (inspector.has_features(video, a, params) and inspector.has_features(video, b, params))
@@ -365,13 +391,29 @@ class InspectorDock(QDockWidget):
             self.view_a.set_image(None)
             return
         frame = self._video.frame(self._a)
+        s = _fit_scale(frame.shape, self._target_size(self.view_a))
+        frame = _resize(frame, s)
         r = self.last_result
         if self._point is not None:
             box = r.cell_box if r is not None and r.point == self._point and r.a == self._a else None
-            frame = ei.render_query(frame, self._point, cell_box=box)
+            frame = ei.render_query(frame, (self._point[0] * s, self._point[1] * s),
+                                    cell_box=None if box is None else tuple(v * s for v in box))
         self.view_a.set_image(frame)
         self.title_a.setText(f"Frame A = {self._a}" + ("" if self._point is None else
                                                        f"   point ({self._point[0]:.0f}, {self._point[1]:.0f})"))
+
+    @staticmethod
+    def _target_size(view: ImageView) -> tuple[int, int]:
+        dpr = view.devicePixelRatioF()
+        return max(1, int(view.width() * dpr)), max(1, int(view.height() * dpr))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self._video is not None:
+            self._show_a()
+        r = self.last_result
+        if r is not None and self._frame_b_rgb is not None:
+            self.view_b.set_image(_render_b(self._frame_b_rgb, r, self._target_size(self.view_b)))
 
     def _fill_table(self, r: ei.InspectResult) -> None:
         self.table.setRowCount(len(r.matches))

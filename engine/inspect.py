@@ -261,19 +261,30 @@ def render_heatmap(frame_rgb: np.ndarray, heat: np.ndarray, matches=(), *, alpha
 
 def draw_markers(img: np.ndarray, matches, numbers: bool = True) -> None:
     H, W = img.shape[:2]
-    r = max(4, int(round(min(H, W) / 60)))
-    font = max(0.3, r / 14)
-    for m in reversed(list(matches)):   # best drawn last, on top
+    r = max(5, int(round(min(H, W) / 60)))
+    font = max(0.35, r / 16)
+    matches = list(matches)
+    for m in reversed(matches):   # best drawn last, on top
         c = (int(round(m.x)), int(round(m.y)))
         best = m.rank == 1
         cv2.circle(img, c, r + 1, (0, 0, 0), 2 if best else 1, cv2.LINE_AA)
         cv2.circle(img, c, r, (80, 255, 120) if best else (255, 255, 255), 2 if best else 1, cv2.LINE_AA)
-        if numbers:
-            txt = str(m.rank)
-            (tw, th), _ = cv2.getTextSize(txt, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
-            org = (min(W - tw - 1, c[0] + r + 1), max(th + 1, c[1] - r))
-            cv2.putText(img, txt, org, cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(img, txt, org, cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), 1, cv2.LINE_AA)
+    if not numbers:
+        return
+    # Neighbouring cells crowd their numbers: label in rank order and skip a number that would
+    # overlap one already placed (the table/legend lists them all), so the best ones stay legible.
+    placed: list = []
+    for m in matches:
+        c = (int(round(m.x)), int(round(m.y)))
+        txt = str(m.rank)
+        (tw, th), _ = cv2.getTextSize(txt, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
+        org = (min(W - tw - 1, c[0] + r + 1), max(th + 1, c[1] - r))
+        box = (org[0] - 1, org[1] - th - 1, org[0] + tw + 1, org[1] + 2)
+        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+            continue
+        placed.append(box)
+        cv2.putText(img, txt, org, cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, txt, org, cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def render_query(frame_rgb: np.ndarray, point: tuple, *, cell_box: "tuple | None" = None) -> np.ndarray:
