@@ -42,5 +42,10 @@ class ConfigError(AffinityError):
     """A parameter or option has an invalid value."""
 
 
+class ExportError(AffinityError):
+    """An export cannot be written (nothing to export, unwritable target, encoder failure) or an
+    exported file cannot be read back."""
+
+
 class Cancelled(Exception):
     """A long operation stopped because its cancel token was set (not an error of the input)."""

@@ -53,7 +53,7 @@ import cv2
 import numpy as np
 
 from . import atomic
-from .errors import AffinityError, Cancelled, LabelError
+from .errors import AffinityError, Cancelled, ExportError, LabelError
 from .labels import PALETTE, Keypoints, KeypointSchema, read_mask, write_mask
 
 FORMATS = ("masks", "coco", "csv", "video")
@@ -62,11 +62,6 @@ CSV_FIELDS = ("frame", "point", "x", "y", "visible", "source", "confidence")
 SOURCE_NAMES = {"user": "keyframe", "propagated": "propagated", "stale": "stale"}
 
 Progress = Callable[[int, int], None]
-
-
-class ExportError(AffinityError):
-    """An export cannot be written (nothing to export, unwritable target, encoder failure) or an
-    exported file cannot be read back."""
 
 
 # -- frame selection --------------------------------------------------------------------------------

@@ -166,6 +166,12 @@ class FeatureExtractor:
     def _key(self, video_key: str, index: int, frame: np.ndarray) -> tuple:
         return (video_key, self.encoder.spec.name, tuple(frame.shape[:2]), self.precision, int(index))
 
+    def is_cached(self, video_key: str, index: int, frame_hw: tuple[int, int]) -> bool:
+        """Whether frame `index` at processing size `frame_hw` (h, w) is in the cache."""
+        key = (video_key, self.encoder.spec.name, tuple(frame_hw), self.precision, int(index))
+        with self._lock:
+            return key in self._cache
+
     def features(self, video_key: str, index: int, frame: np.ndarray) -> torch.Tensor:
         """Features [C, h, w] of one frame, from the cache when present (do not modify them in place)."""
         return self.features_batch(video_key, [(index, frame)])[0]

@@ -153,8 +153,7 @@ class Inspector:
     def has_features(self, video, index: int, params: "InspectParams | None" = None) -> bool:
         p = params or self.params
         (pw, ph), _, _ = self.grid(video, p)
-        frame_shape = np.empty((ph, pw, 3), np.uint8)
-        return self.extractor._key(self._key(video), index, frame_shape) in self.extractor._cache
+        return self.extractor.is_cached(self._key(video), index, (ph, pw))
 
     def features(self, video, index: int, params: "InspectParams | None" = None) -> torch.Tensor:
         p = params or self.params

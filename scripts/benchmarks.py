@@ -14,6 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_report import write_section  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "resources" / "demo" / "demo.mp4"
 MASK = REPO / "resources" / "demo" / "demo_mask_00000.png"
@@ -40,8 +43,8 @@ def main() -> int:
         ("full protocol, 854x480, default precision (bf16 search + fp32 re-score)", base),
         ("full protocol, 854x480, exact fp32", base + ["--precision", "fp32"]),
         ("preview: scale 0.5 (427x240)", base + ["--scale", "0.5"]),
-        ("memory, scale 0.25, 100 frames", [str(DEMO), "--mask", str(MASK), "--loop", "100", *model, "--scale", "0.25"]),
-        (f"memory, scale 0.25, {args.long} frames", [str(DEMO), "--mask", str(MASK), "--loop", str(args.long), *model, "--scale", "0.25"]),
+        ("memory, scale 0.5, 100 frames", [str(DEMO), "--mask", str(MASK), "--loop", "100", *model, "--scale", "0.5"]),
+        (f"memory, scale 0.5, {args.long} frames", [str(DEMO), "--mask", str(MASK), "--loop", str(args.long), *model, "--scale", "0.5"]),
     ]
     rows = []
     for name, a in configs:
@@ -50,9 +53,8 @@ def main() -> int:
         rows.append((name, res, cmd))
         print(f"{name}: {res['fps']} frames/s, steady {res['steady_fps']}, peak RSS {res['peak_rss_mb']} MB "
               f"({time.time() - t:.0f} s)", flush=True)
-    lines = ["# Benchmarks", "",
-             "Produced by `python scripts/benchmarks.py` on this project's CI-class machine (2 cores, Intel Xeon with "
-             "AMX-BF16, torch 2.13 CPU). The machine is shared and noisy: per-stage numbers are medians over frames "
+    lines = ["## Engine: propagation speed and memory", "",
+             "Produced by `python scripts/benchmarks.py`. Per-stage numbers are medians over frames "
              "(the first frames, which build caches, are excluded); `fps` is end to end over the whole run "
              "(decode + features + affinity + label decoding), `steady fps` is 1000 / the sum of the stage medians.", "",
              "| configuration | frames | processing size | precision | fps (end to end) | steady fps | decode ms | features ms | affinity ms | label decode ms | peak RSS MB |",
@@ -66,7 +68,7 @@ def main() -> int:
     lines += ["", f"Peak memory, {rows[-1][1]['frames']} vs {rows[-2][1]['frames']} frames: {long_} MB vs {short} MB "
               f"({(long_ - short) / short:+.1%}).", "", "Commands:", ""]
     lines += [f"- {name}: `{cmd}`" for name, _, cmd in rows]
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    write_section("engine", "\n".join(lines), Path(args.out))
     print(f"wrote {args.out}")
     return 0
 
