@@ -16,8 +16,6 @@ from typing import Any, Iterable
 from engine.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-# Keys that may be added by an override although the base config lacks them.
-_OPEN_SECTIONS = ("eval", "loss", "augment", "data", "schedule", "optim", "train")
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -77,12 +75,9 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
         node = cfg
         for i, k in enumerate(keys[:-1]):
             if not isinstance(node.get(k), dict):
-                if k not in node and i == 0 and k in _OPEN_SECTIONS:
-                    node[k] = {}
-                else:
-                    raise ConfigError(None, f"override {item!r}: {'.'.join(keys[:i + 1])} is not a config section")
+                raise ConfigError(None, f"override {item!r}: unknown key {'.'.join(keys[:i + 1])} (not a config section)")
             node = node[k]
-        if keys[-1] not in node and not (len(keys) > 1 and keys[0] in _OPEN_SECTIONS):
+        if keys[-1] not in node:
             raise ConfigError(None, f"override {item!r}: unknown key {'.'.join(keys)}")
         node[keys[-1]] = value
     return cfg
