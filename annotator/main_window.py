@@ -297,18 +297,13 @@ class MainWindow(QMainWindow):
 
     # -- documents ------------------------------------------------------------------------------
     def set_document(self, doc: Document) -> None:
-        old = self.doc
-        if old is not None:
-            self.propagation.detach()
-            self.propagation.wait(30000)
-            self.autosaver.detach(discard=True)
-            old.close()
+        self._release_document()
         self.doc = doc
         self.state.set_frame(0)
         doc.changed.connect(self._on_session_changed)
-        doc.show_frame.connect(lambda i: self.go_to(i))
-        doc.undo.cleanChanged.connect(lambda _: self._update_title())
-        doc.undo.indexChanged.connect(lambda _: self._update_undo_texts())
+        doc.show_frame.connect(self.go_to)
+        doc.undo.cleanChanged.connect(self._update_title)
+        doc.undo.indexChanged.connect(self._update_undo_texts)
         self.canvas.set_document(doc)
         self.timeline.set_session(doc.session, self.state.layer)
         self.objects_panel.set_document(doc)
@@ -324,6 +319,21 @@ class MainWindow(QMainWindow):
         w, h = doc.video.size
         self.message.setText(f"{Path(doc.video.path).name}: {len(doc.session)} frames, {w}x{h}, "
                              f"{getattr(doc.video, 'fps', 0):.2f} fps")
+
+    def _release_document(self) -> None:
+        """Stop the run, the autosave and every signal of the current document, and close it."""
+        old, self.doc = self.doc, None
+        if old is None:
+            return
+        self.propagation.detach()
+        self.propagation.wait(30000)
+        self.autosaver.detach(discard=True)
+        for signal in (old.changed, old.show_frame, old.undo.cleanChanged, old.undo.indexChanged):
+            try:
+                signal.disconnect()
+            except (RuntimeError, TypeError):
+                pass
+        old.close()
 
     def open_path(self, path, ask: bool = True) -> bool:
         """Open a video, frame folder or project; a bad file gets a dialog and the current work stays."""
@@ -455,13 +465,9 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.play_timer.stop()
-        self.propagation.detach()
-        self.propagation.wait(30000)
         self.exports.wait()
-        self.autosaver.detach(discard=True)
-        if self.doc is not None:
-            self.doc.close()
-            self.doc = None
+        self._release_document()
+        self.autosaver.timer.stop()
         self.settings.sync()
         event.accept()
 
@@ -489,6 +495,7 @@ class MainWindow(QMainWindow):
 
     # -- navigation -----------------------------------------------------------------------------
     def go_to(self, i: int, user: bool = False) -> None:
+        """Show frame i (clamped); `user`: the person navigated (stops following a running propagation)."""
         if self.doc is None:
             return
         if user and self.propagation.running:
@@ -569,7 +576,7 @@ class MainWindow(QMainWindow):
             self.propagation.seal()
             self.doc.undo.redo()
 
-    def _update_undo_texts(self) -> None:
+    def _update_undo_texts(self, _index: int = 0) -> None:
         if self.doc is None:
             return
         u = self.doc.undo
@@ -639,7 +646,7 @@ class MainWindow(QMainWindow):
         if kind == "schema" or (kind == "label" and self.state.frame in frames):
             self.keypoints_panel.refresh()
 
-    def _update_title(self) -> None:
+    def _update_title(self, _clean: bool = True) -> None:
         if self.doc is None:
             self.setWindowTitle(APP_NAME)
             return

@@ -61,8 +61,19 @@ class ObjectsPanel(QWidget):
             return
         self._filling = True
         try:
+            objects = self.doc.session.objects
+            rows = [self.list.item(r).data(Qt.UserRole) for r in range(self.list.count())]
+            if rows == list(objects):
+                # Same objects: update the rows in place (a rename arrives while its row is being
+                # edited; rebuilding would delete that item under Qt's feet).
+                for r, (oid, info) in enumerate(objects.items()):
+                    item = self.list.item(r)
+                    item.setText(info["name"])
+                    item.setIcon(swatch(info["colour"]))
+                    item.setCheckState(Qt.Unchecked if oid in self.state.hidden else Qt.Checked)
+                return
             self.list.clear()
-            for oid, info in self.doc.session.objects.items():
+            for oid, info in objects.items():
                 item = QListWidgetItem(swatch(info["colour"]), info["name"])
                 item.setData(Qt.UserRole, oid)
                 item.setFlags(item.flags() | Qt.ItemIsEditable | Qt.ItemIsUserCheckable)

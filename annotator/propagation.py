@@ -61,8 +61,17 @@ class ModelProvider:
                 self._key = key
             return self._propagator, self.note
 
+    _shared: dict = {}   # encoders by checkpoint, shared by every window of the process
+
+    @classmethod
+    def _encoder(cls, checkpoint: str):
+        if checkpoint not in cls._shared:
+            cls._shared.clear()      # one model in memory at a time
+            cls._shared[checkpoint] = cls._load_encoder(checkpoint)
+        return cls._shared[checkpoint]
+
     @staticmethod
-    def _encoder(checkpoint: str):
+    def _load_encoder(checkpoint: str):
         from engine.models import default_checkpoint_path, load_encoder, random_encoder
         if checkpoint:
             return load_encoder(checkpoint=checkpoint), ""
