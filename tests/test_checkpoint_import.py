@@ -188,7 +188,8 @@ def test_liir_layout(tmp_path):
     assert "feature_extraction.layer4.0.downsample.0.weight" not in official        # 256 -> 256, stride 1
     assert official["feature_extraction.layer4.1.conv2.weight"].shape == (256, 256, 3, 3)
     assert official["post_convolution.weight"].shape == (64, 256, 3, 3)
-    path = save(tmp_path, {"iter": 1000, "state_dict": official, "optimizer": adam_state([official["post_convolution.bias"]])})
+    opt = adam_state([official["post_convolution.bias"]])
+    path = save(tmp_path, {"iter": 1000, "state_dict": official, "optimizer": opt})
     enc = load_encoder(path)
     assert_same_encoder(enc, src, "liir-r18-s4")
     assert torch.equal(enc.trunk.layer2[0].shortcut[1].running_var,
@@ -321,7 +322,8 @@ def test_stt_layout(tmp_path):
     assert_same_encoder(load_encoder(save(tmp_path, {"state_dict": tracker}, "t.pth")), src, "stt-r18-s8")
     # stride 4 has the same keys; the user selects it
     s4 = load_encoder(path, model="stt-r18-s4")
-    assert s4.spec.name == "stt-r18-s4" and torch.equal(s4.trunk.layer3[1].conv1.weight, enc.trunk.layer3[1].conv1.weight)
+    assert s4.spec.name == "stt-r18-s4"
+    assert torch.equal(s4.trunk.layer3[1].conv1.weight, enc.trunk.layer3[1].conv1.weight)
     assert features(s4, image()).shape[-2:] == (10, 14) and features(enc, image()).shape[-2:] == (5, 7)
 
 
@@ -368,7 +370,8 @@ def test_shape_mismatch_and_missing_keys_use_the_files_names(tmp_path):
     with pytest.raises(CheckpointError) as e:
         load_encoder(save(tmp_path, {"state_dict": official}))
     msg = e.value.reason
-    assert "1 missing keys [layer2.0.shortcut.1.running_var (file: feature_extraction.layer2.0.downsample.1.running_var)]" in msg
+    assert ("1 missing keys [layer2.0.shortcut.1.running_var "
+            "(file: feature_extraction.layer2.0.downsample.1.running_var)]") in msg
     assert "1 unexpected keys [layer1.0.conv3.weight (file: feature_extraction.layer1.0.conv3.weight)]" in msg
     assert "LIIR" in msg and "Traceback" not in msg
     # a published layout loaded as the wrong model says so, precisely

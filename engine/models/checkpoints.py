@@ -66,17 +66,19 @@ def _some(keys, n: int = _LIST_MAX) -> str:
     return "[" + ", ".join(keys[:n]) + more + "]"
 
 
-def _torch_load(path: Path, map_location="cpu") -> Any:
+def _torch_load(path: Path, map_location="cpu", mmap: bool = False) -> Any:
     if not path.exists():
         raise CheckpointError(path, "file not found")
     if not path.is_file():
         raise CheckpointError(path, "not a file")
     try:
         # CRW checkpoints carry their argparse.Namespace; that class only holds attributes.
-        # mmap: LIIR files hold a memory-bank queue of up to ~0.5 GB that is never used; mapping
-        # the file reads only the tensors we copy (zip-format files only; legacy ones load whole).
+        # mmap (load_encoder only, which copies what it needs and drops the rest): LIIR files hold a
+        # memory-bank queue of up to ~0.5 GB that is never used, and mapping reads only the tensors
+        # we copy.  Zip-format files only; legacy ones load whole.
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location=map_location, weights_only=True, mmap=zipfile.is_zipfile(path))
+            return torch.load(path, map_location=map_location, weights_only=True,
+                              mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         msg = str(exc)
         found = set(re.findall(r"GLOBAL ([\w.]+)", msg))
@@ -274,7 +276,7 @@ def _load_published(layout: "importers.Layout", sd: dict[str, torch.Tensor], con
 
 
 def _load(path: Path, model, map_location, fallback) -> Encoder:
-    obj = _torch_load(path)
+    obj = _torch_load(path, mmap=True)
     if not isinstance(obj, Mapping):
         raise CheckpointError(path, f"not a dict: found {_describe(obj)}")
     if obj.get("format") == FORMAT:
