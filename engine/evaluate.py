@@ -414,7 +414,7 @@ class _DavisRunItem:
 def evaluate_davis_dataset(dataset_dir: "str | os.PathLike", encoder, params=None, device: str = "auto", *,
                            out_dir: "str | os.PathLike", sequences: "Sequence[str] | None" = None,
                            frames: "int | None" = None, progress: "RunProgress | None" = None,
-                           run_info: "dict | None" = None) -> DavisDatasetReport:
+                           run_info: "dict | None" = None, propagator=None) -> DavisDatasetReport:
     """Propagate each sequence's first annotation with `encoder`, write the masks, score them.
 
     `dataset_dir` holds `<seq>/JPEGImages/*.jpg` + `<seq>/Annotations/*.png` (or the official
@@ -427,7 +427,8 @@ def evaluate_davis_dataset(dataset_dir: "str | os.PathLike", encoder, params=Non
     frames of each sequence (the scorer sees a ground-truth view cut to those frames, so the
     first/last-frame exclusion applies to the cut sequence).  `out_dir` is written as a whole
     (predictions, results.json, results.md) only when everything succeeded.  `run_info` (e.g.
-    the checkpoint path) is recorded in the report.
+    the checkpoint path) is recorded in the report.  `propagator` replaces the one built from
+    `encoder`/`params` (anything with `Propagator.run`'s contract, e.g. the optical-flow baseline).
     """
     from dataclasses import asdict
 
@@ -451,7 +452,7 @@ def evaluate_davis_dataset(dataset_dir: "str | os.PathLike", encoder, params=Non
     try:
         for name in names:   # check every sequence before hours of work
             items.append(_davis_run_item(root, name, frames))
-        prop = Propagator(encoder, params, device=device)
+        prop = propagator or Propagator(encoder, params, device=device)
         total_frames = sum(it.n_frames for it in items)
         with atomic.staged_dir(out) as stage:
             pred_root = stage / "predictions"
@@ -459,7 +460,8 @@ def evaluate_davis_dataset(dataset_dir: "str | os.PathLike", encoder, params=Non
                 timings[it.name] = _davis_run_sequence(prop, it, pred_root / it.name, progress, done, total_frames)
                 done += it.n_frames
                 it.video.close()
-                prop.extractor.clear_cache()   # nothing is shared between sequences; free the memory
+                if prop.extractor is not None:
+                    prop.extractor.clear_cache()   # nothing is shared between sequences; free the memory
             t_score = time.perf_counter()
             score_progress = None if progress is None else (lambda s, i, n: progress("score", s, i, n))
             with _davis_gt_view(root, items, frames is not None) as gt_root:
@@ -471,8 +473,8 @@ def evaluate_davis_dataset(dataset_dir: "str | os.PathLike", encoder, params=Non
                 gt_dir=str(root), pred_dir=str(out / "predictions"), sequences=scored.sequences,
                 bound_th=scored.bound_th, seconds=t_end - t_start, dataset_dir=str(root),
                 propagation={
-                    "model": encoder.spec.name, "device": str(prop.device), "precision": prop.precision,
-                    "torch_threads": torch.get_num_threads(), "params": asdict(params),
+                    "model": _model_name(prop), "device": str(prop.device), "precision": prop.precision,
+                    "torch_threads": torch.get_num_threads(), "params": asdict(prop.params),
                     "frames_limit": None if frames is None else int(frames),
                     "run_info": dict(run_info or {}),
                     "sequences": timings,
@@ -485,6 +487,11 @@ def evaluate_davis_dataset(dataset_dir: "str | os.PathLike", encoder, params=Non
         for it in items:
             it.video.close()
     return report
+
+
+def _model_name(prop) -> str:
+    encoder = getattr(getattr(prop, "extractor", None), "encoder", None)
+    return encoder.spec.name if encoder is not None else getattr(prop, "name", type(prop).__name__)
 
 
 def _davis_frames_folder(root: Path, name: str) -> Path:
@@ -702,7 +709,8 @@ def _badja_fmt(v: float) -> str:
 def evaluate_badja(badja_dir: "str | os.PathLike", davis_frames_dir: "str | os.PathLike", encoder, params=None,
                    device: str = "auto", *, out_dir: "str | os.PathLike | None" = None,
                    sequences: "Sequence[str] | None" = None, alpha: float = 0.2,
-                   progress: "RunProgress | None" = None, run_info: "dict | None" = None) -> BadjaReport:
+                   progress: "RunProgress | None" = None, run_info: "dict | None" = None,
+                   propagator=None) -> BadjaReport:
     """Propagate BADJA joints from each sequence's first annotated frame and score PCK@alpha.
 
     Annotations: `<badja_dir>/joints_480p.json` (x, y at its `image_size_wh`; rescaled to the
@@ -766,7 +774,7 @@ def evaluate_badja(badja_dir: "str | os.PathLike", davis_frames_dir: "str | os.P
                                         + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
 
         params = (params or PropagationParams()).validate()
-        prop = Propagator(encoder, params, device=device)
+        prop = propagator or Propagator(encoder, params, device=device)
         total = sum(p["frames"][-1] - p["frames"][0] + 1 for p in plans)
         done = 0
         results, predictions = [], {}
@@ -788,7 +796,8 @@ def evaluate_badja(badja_dir: "str | os.PathLike", davis_frames_dir: "str | os.P
                     progress("propagate", name, done + len(got), total)
             done += len(got)
             video.close()
-            prop.extractor.clear_cache()
+            if prop.extractor is not None:
+                prop.extractor.clear_cache()
             missing = [f for f in ann_frames if f not in got]
             if missing:
                 raise EvaluationError(None, f"BADJA {name}: the propagator produced no result for frame {missing[0]}")
@@ -818,8 +827,8 @@ def evaluate_badja(badja_dir: "str | os.PathLike", davis_frames_dir: "str | os.P
 
     report = BadjaReport(
         badja_dir=str(bdir), frames_dir=str(fdir), alpha=float(alpha), sequences=results, skipped=skipped,
-        propagation={"model": encoder.spec.name, "device": str(prop.device), "precision": prop.precision,
-                     "torch_threads": torch.get_num_threads(), "params": asdict(params),
+        propagation={"model": _model_name(prop), "device": str(prop.device), "precision": prop.precision,
+                     "torch_threads": torch.get_num_threads(), "params": asdict(prop.params),
                      "run_info": dict(run_info or {})},
         seconds=time.perf_counter() - t_start)
     if out_dir is not None:

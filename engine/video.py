@@ -508,3 +508,33 @@ def _parse_hms(text: str):
     """'HH:MM:SS.fraction' -> seconds; None when absent or unreadable."""
     m = re.fullmatch(r"\s*(\d+):(\d+):(\d+(?:\.\d*)?)\s*", text or "")
     return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
+
+
+class ArraySource(VideoSource):
+    """Frames already in memory (a list or an array [N, H, W, 3] uint8 RGB): for scripts, tests and
+    generated clips.  Same interface as the file-backed sources; `path` is a label (default
+    "memory://<id>")."""
+
+    def __init__(self, frames, fps: float = 25.0, path: "str | None" = None):
+        arrays = [np.asarray(f) for f in frames]
+        if not arrays:
+            raise VideoError(path or "memory", "has no frames")
+        shape = arrays[0].shape
+        for i, f in enumerate(arrays):
+            if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3 or f.shape != shape:
+                raise VideoError(path or "memory", f"frame {i} is {f.dtype} {f.shape}; every frame must be "
+                                                   f"uint8 [H, W, 3] of one size ({shape})")
+        super().__init__(path or f"memory://{id(arrays)}", cache_frames=0)
+        self._arrays = arrays
+        self.name = os.path.basename(self.path)
+        self.size = (shape[1], shape[0])
+        self.fps = float(fps)
+        self.timestamps = np.arange(len(arrays), dtype=np.float64) / self.fps
+        self.duration = len(arrays) / self.fps
+
+    def _decode(self, i: int) -> np.ndarray:
+        return np.ascontiguousarray(self._arrays[i]).copy()
+
+    def _fingerprint_parts(self, n: int):
+        for i in range(n):
+            yield np.ascontiguousarray(self._arrays[i]).tobytes()

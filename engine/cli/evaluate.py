@@ -34,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="propagate and score only the first N frames of each sequence "
                                               "(quick runs; not comparable with published numbers)")
     p.add_argument("--sequences", help="comma-separated sequence names (default: the dataset's val list)")
+    p.add_argument("--baseline", choices=["dis-flow"],
+                   help="evaluate a non-learned baseline instead of a model: dis-flow chains the labels along "
+                        "OpenCV DIS optical flow (--scale sets the flow resolution)")
     common.add_run_args(p)
     return p
 
@@ -85,11 +88,10 @@ def _dataset(args, sequences, bars) -> int:
         raise ConfigError(None, "--out RESULTS is required: the predicted masks and results are written there")
     if args.ground_truth:
         raise ConfigError(None, "--ground-truth goes with --predictions; DATASET_DIR holds its own annotations")
-    params = common.params_from_args(args)
-    encoder = common.encoder_from_args(args)
+    encoder, params, prop = _model(args)
     report = evaluate_davis_dataset(args.dataset, encoder, params, args.device, out_dir=args.out,
                                     sequences=sequences, frames=args.frames, progress=bars,
-                                    run_info=_run_info(args))
+                                    run_info=_run_info(args), propagator=prop)
     bars.close()
     print(davis_table(report, report.propagation))
     common.write_json(args.json, report.to_json_dict())
@@ -98,6 +100,16 @@ def _dataset(args, sequences, bars) -> int:
     print(f"propagated {t['frames']} frames in {t['seconds']:.1f} s ({_num(t['frames_per_s'], 2)} frames/s); "
           f"total {t['wall_seconds']:.1f} s", file=sys.stderr)
     return 0
+
+
+def _model(args):
+    """(encoder, params, propagator or None): a model from the model options, or the baseline."""
+    if args.baseline:
+        from ..flow_baseline import FlowParams, FlowPropagator
+        if args.checkpoint or args.random_init:
+            raise ConfigError(None, "--baseline replaces the model: --checkpoint/--random-init do not apply")
+        return None, None, FlowPropagator(FlowParams(scale=args.scale))
+    return common.encoder_from_args(args), common.params_from_args(args), None
 
 
 def _badja(args, sequences, bars) -> int:
@@ -112,10 +124,10 @@ def _badja(args, sequences, bars) -> int:
         frames_dir = Path(args.badja).resolve().parent / "davis2016"
         if not frames_dir.is_dir():
             raise ConfigError(None, f"--badja needs --frames-dir DIR (no {frames_dir})")
-    params = common.params_from_args(args)
-    encoder = common.encoder_from_args(args)
+    encoder, params, prop = _model(args)
     report = evaluate_badja(args.badja, frames_dir, encoder, params, args.device, out_dir=args.out,
-                            sequences=sequences, alpha=args.alpha, progress=bars, run_info=_run_info(args))
+                            sequences=sequences, alpha=args.alpha, progress=bars, run_info=_run_info(args),
+                            propagator=prop)
     bars.close()
     print(badja_table(report))
     common.write_json(args.json, report.to_json_dict())
@@ -200,7 +212,7 @@ def _sequence_list(text: "str | None"):
 
 
 def _run_info(args) -> dict:
-    info = {"checkpoint": args.checkpoint, "random_init": bool(args.random_init)}
+    info = {"checkpoint": args.checkpoint, "random_init": bool(args.random_init), "baseline": args.baseline}
     return {k: v for k, v in info.items() if v not in (None, False)}
 
 
