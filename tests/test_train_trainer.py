@@ -106,9 +106,9 @@ def test_resume_continues_exactly(clips, tmp_path, method):
     assert la == lb and len(la) == 4
 
 
-def test_bf16_autocast_and_grad_clipping_run(clips, tmp_path):
+def test_bf16_autocast_grad_clipping_and_accumulation_run(clips, tmp_path):
     cfg = tiny("jstg", 2, ["train.precision=bf16", "optim.grad_clip=1.0", "optim.name=adamw",
-                           "optim.weight_decay=0.01"])
+                           "optim.weight_decay=0.01", "train.accumulate=2"])
     last = Trainer(cfg, clips, tmp_path / "run", quiet=True).run()
     assert np.isfinite(last["loss"]) and last["grad_norm"] > 0
 

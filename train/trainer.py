@@ -268,6 +268,25 @@ class Trainer:
         return {k: (v.to(self.info.device, non_blocking=True) if isinstance(v, torch.Tensor) and k != "seed" else v)
                 for k, v in batch.items()}
 
+    def _forward_backward(self, batch: dict, accum: int, autocast):
+        """Gradients of the mean loss over the batch, in `accum` micro-batches (gradient accumulation;
+        DDP all-reduces only on the last one).  Returns the batch's mean loss and metrics."""
+        n = next(v for v in batch.values() if isinstance(v, torch.Tensor)).shape[0]
+        size = n // accum
+        loss_total, metrics_total = 0.0, {}
+        for i in range(accum):
+            mb = {k: v[i * size:(i + 1) * size] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            sync = nullcontext() if (i == accum - 1 or not self.info.enabled) else self.model.no_sync()
+            with sync:
+                with autocast:
+                    loss, metrics = self.model(mb)
+                scaled = loss / accum
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            loss_total = loss_total + loss.detach() / accum
+            for k, v in metrics.items():
+                metrics_total[k] = metrics_total.get(k, 0.0) + v.detach() / accum
+        return loss_total, metrics_total
+
     def run(self) -> dict:
         self._setup()
         info, tc = self.info, self.cfg["train"]
@@ -283,6 +302,9 @@ class Trainer:
         autocast = (torch.autocast(info.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
                     if self.precision != "fp32" else nullcontext())
         params = [p for p in self.method.parameters() if p.requires_grad]
+        accum = int(tc.get("accumulate", 1) or 1)
+        if accum < 1 or self.local_batch % accum:
+            raise ConfigError(None, f"train.accumulate={accum} must divide the per-process batch {self.local_batch}")
         clip = float(self.cfg["optim"].get("grad_clip", 0.0) or 0.0)
         progress = Progress(self.max_steps, self.step, enabled=info.is_main and not self.quiet)
         stage = None
@@ -295,14 +317,10 @@ class Trainer:
                     self.method.set_stage(st)
                     stage = st
                 batch = self._to_device(batch)
-                with autocast:
-                    loss, metrics = self.model(batch)
                 self.opt.zero_grad(set_to_none=True)
+                loss, metrics = self._forward_backward(batch, accum, autocast)
                 if self.scaler is not None:
-                    self.scaler.scale(loss).backward()
                     self.scaler.unscale_(self.opt)
-                else:
-                    loss.backward()
                 gnorm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
                 lr = self.opt.param_groups[0]["lr"]
                 if self.scaler is not None:
