@@ -108,6 +108,7 @@ class CanvasView(QGraphicsView):
     status_message = Signal(str)
     error = Signal(str, str)          # title, text
     keypoint_picked = Signal(int)
+    inspect_clicked = Signal(float, float)   # image pixel clicked with the inspector tool
 
     def __init__(self, state, parent=None):
         super().__init__(parent)
@@ -295,6 +296,8 @@ class CanvasView(QGraphicsView):
                 self._update_polygon(pos)
             elif event.button() == Qt.RightButton:
                 self.finish_polygon()
+        elif tool == "inspect" and event.button() == Qt.LeftButton:
+            self.inspect_clicked.emit(*pos)
         elif tool == "keypoints":
             if event.button() == Qt.LeftButton:
                 self._keypoint_press(pos)
@@ -361,7 +364,7 @@ class CanvasView(QGraphicsView):
     def _on_tool(self, tool: str) -> None:
         self._cancel_edits()
         cursors = {"pan": Qt.OpenHandCursor, "fill": Qt.PointingHandCursor, "keypoints": Qt.CrossCursor,
-                   "polygon": Qt.CrossCursor}
+                   "polygon": Qt.CrossCursor, "inspect": Qt.WhatsThisCursor}
         self.viewport().setCursor(cursors.get(tool, Qt.BlankCursor if tool in ("brush", "eraser") else Qt.ArrowCursor))
         self.cursor_item.setVisible(False)
 

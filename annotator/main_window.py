@@ -155,7 +155,8 @@ class MainWindow(QMainWindow):
                                ("fill", "Fill", "Flood-fill a region with the selected object (G)"),
                                ("polygon", "Polygon", "Click corners; double-click, Enter or right-click closes (P)"),
                                ("keypoints", "Keypoints", "Place and drag keypoints (K)"),
-                               ("pan", "Pan", "Drag to pan (H); the middle button pans with any tool")):
+                               ("pan", "Pan", "Drag to pan (H); the middle button pans with any tool"),
+                               ("inspect", "Inspect", "Click a pixel to see its affinity in the inspector (I)")):
             act = a(f"tool.{tid}", text, lambda _=False, t=tid: self.state.set_tool(t), checkable=True, tip=tip)
             tools.addAction(act)
         self.actions["tool.brush"].setChecked(True)
@@ -214,7 +215,8 @@ class MainWindow(QMainWindow):
                     None, "nav.next_keyframe", "nav.prev_keyframe", "nav.next_low_confidence"):
             m.addSeparator() if aid is None else m.addAction(self.actions[aid])
         m = mb.addMenu("&Tools")
-        for aid in ("tool.brush", "tool.eraser", "tool.fill", "tool.polygon", "tool.keypoints", "tool.pan", None,
+        for aid in ("tool.brush", "tool.eraser", "tool.fill", "tool.polygon", "tool.keypoints", "tool.pan",
+                    "tool.inspect", None,
                     "tool.brush_smaller", "tool.brush_larger", "tool.paint_behind", None, "object.add",
                     "keypoint.absent", "keypoint.next"):
             m.addSeparator() if aid is None else m.addAction(self.actions[aid])
@@ -233,7 +235,8 @@ class MainWindow(QMainWindow):
         tb = QToolBar("Tools", self)
         tb.setObjectName("tools")
         tb.setIconSize(QSize(16, 16))
-        for aid in ("tool.brush", "tool.eraser", "tool.fill", "tool.polygon", "tool.keypoints", "tool.pan"):
+        for aid in ("tool.brush", "tool.eraser", "tool.fill", "tool.polygon", "tool.keypoints", "tool.pan",
+                    "tool.inspect"):
             tb.addAction(self.actions[aid])
         tb.addSeparator()
         tb.addWidget(QLabel(" Size "))
@@ -311,8 +314,7 @@ class MainWindow(QMainWindow):
         self.propagation.set_document(doc)
         self.propagation.auto_layer = self.state.layer
         self.autosaver.attach(doc)
-        if self.inspector is not None and hasattr(self.inspector, "set_document"):
-            self.inspector.set_document(doc)
+        self._attach_inspector()
         self._show_frame_now()
         self._update_title()
         self._update_undo_texts()
@@ -516,8 +518,8 @@ class MainWindow(QMainWindow):
         i = self.state.frame
         self.canvas.show_frame(i)
         self.timeline.set_frame(i)
-        if self.inspector is not None and hasattr(self.inspector, "set_frame"):
-            self.inspector.set_frame(i)
+        if self.inspector is not None and self.inspector.isVisible():
+            self.inspector.set_frame_a(i)
 
     def jump_keyframe(self, direction: int) -> None:
         if self.doc is None:
@@ -641,6 +643,8 @@ class MainWindow(QMainWindow):
         self.canvas.on_session_changed(kind, frames)
         if kind in ("label", "provenance", "keyframes"):
             self.timeline.mark_dirty()
+        if kind == "keyframes" and self.inspector is not None:
+            self.inspector.set_keyframes(self.doc.session.keyframes(self.state.layer))
         if kind == "objects":
             self.objects_panel.refresh()
         if kind == "schema" or (kind == "label" and self.state.frame in frames):
@@ -678,7 +682,8 @@ class MainWindow(QMainWindow):
             self.state.set_tool("keypoints")
 
     def toggle_inspector(self, on: bool) -> None:
-        """View > Affinity inspector (annotator.inspector, when installed)."""
+        """View > Affinity inspector: the dock (annotator.inspector) on the propagation model; the
+        Inspect tool's clicks on the canvas choose the pixel of frame A."""
         if self.inspector is None and on:
             try:
                 from .inspector import InspectorDock
@@ -686,26 +691,28 @@ class MainWindow(QMainWindow):
                 self.actions["view.inspector"].setChecked(False)
                 self.errors.show("Inspector not available", f"annotator.inspector cannot be loaded ({exc})")
                 return
-            self.inspector = self._make_inspector(InspectorDock)
-            if self.inspector is None:
-                self.actions["view.inspector"].setChecked(False)
-                return
+            self.inspector = InspectorDock(self)
             self.addDockWidget(Qt.RightDockWidgetArea, self.inspector)
             self.inspector.visibilityChanged.connect(self.actions["view.inspector"].setChecked)
+            self.inspector.failed.connect(self.message.setText)
+            self.canvas.inspect_clicked.connect(self.inspector.inspect)
+            self._attach_inspector()
         if self.inspector is not None:
             self.inspector.setVisible(on)
+            if on:
+                self.state.set_tool("inspect")
 
-    def _make_inspector(self, cls):
+    def _attach_inspector(self) -> None:
+        if self.inspector is None or self.doc is None:
+            return
         try:
-            dock = cls(self)
-        except TypeError:
-            try:
-                dock = cls(self.state, self)
-            except Exception as exc:
-                self.errors.show("Inspector not available", str(exc))
-                return None
-        if self.doc is not None and hasattr(dock, "set_document"):
-            dock.set_document(self.doc)
-        if hasattr(dock, "set_frame"):
-            dock.set_frame(self.state.frame)
-        return dock
+            propagator, note = self.propagation.models()   # shares the propagator's feature cache
+        except AffinityError as exc:
+            self.errors.show("Cannot load the model for the inspector", str(exc))
+            self.inspector.set_source(None, None)
+            return
+        if note:
+            self.model_note.setText(note)
+        self.inspector.set_source(self.doc.video, propagator)
+        self.inspector.set_keyframes(self.doc.session.keyframes(self.state.layer))
+        self.inspector.set_frame_a(self.state.frame)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-TOOLS = ("brush", "eraser", "fill", "polygon", "keypoints", "pan")
+TOOLS = ("brush", "eraser", "fill", "polygon", "keypoints", "pan", "inspect")
 LAYER_OF_TOOL = {"brush": "mask", "eraser": "mask", "fill": "mask", "polygon": "mask", "keypoints": "keypoints"}
 
 

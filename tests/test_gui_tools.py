@@ -254,3 +254,20 @@ def test_shortcuts_dialog_lists_every_action(win):
     dlg = ShortcutsDialog(win.actions, win.keymap, win)
     texts = {dlg.table.item(r, 2).text(): dlg.table.item(r, 1).text() for r in range(dlg.table.rowCount())}
     assert texts["file.save"] == "Ctrl+S" and texts["nav.play"] == "Space" and texts["object.select_1"] == "1"
+
+
+# -- inspector ------------------------------------------------------------------------------------------
+def test_inspector_dock_follows_the_canvas(qtbot, win):
+    pytest.importorskip("annotator.inspector")
+    win.actions["view.inspector"].trigger()
+    dock = win.inspector
+    assert dock is not None and dock.isVisible() and win.state.tool == "inspect"
+    results = []
+    dock.result_ready.connect(results.append)
+    win.go_to(3)
+    qtbot.waitUntil(lambda: dock.frame_a() == 3)
+    click(qtbot, win.canvas, 50, 60)
+    qtbot.waitUntil(lambda: bool(results), timeout=60_000)
+    assert dock.frame_b() == 4
+    win.actions["view.inspector"].trigger()
+    assert not dock.isVisible()
