@@ -38,10 +38,20 @@ class WindowGeometry:
         return self.h * self.w
 
     @classmethod
-    def build(cls, h: int, w: int, radius: float, tile: int, device) -> "WindowGeometry":
-        reach = max(0, math.ceil(radius) - 1)
-        while (reach + 1) ** 2 < radius ** 2:  # non-integer radius: include every offset < radius
-            reach += 1
+    def build(cls, h: int, w: int, radius: float, tile: int, device, shape: str = "circle",
+              border: str = "mask") -> "WindowGeometry":
+        """shape "circle": offsets with dy^2 + dx^2 < radius^2 (CRW, strict); "square": |dy|, |dx| <=
+        radius (MAST/LIIR/STT).  border "mask": window cells outside the grid are no candidates;
+        "zero": they stay in the window and score 0 against the zero padding row (MAST's zero-padded
+        correlation, spec §11a-13), so they take softmax mass but carry no label."""
+        if shape not in ("circle", "square") or border not in ("mask", "zero"):
+            raise ValueError(f"window shape {shape!r} / border {border!r}")
+        if shape == "square":
+            reach = int(math.floor(radius))
+        else:
+            reach = max(0, math.ceil(radius) - 1)
+            while (reach + 1) ** 2 < radius ** 2:  # non-integer radius: include every offset < radius
+                reach += 1
         side = tile + 2 * reach
         n = h * w
         ty, tx = math.ceil(h / tile), math.ceil(w / tile)
@@ -61,10 +71,23 @@ class WindowGeometry:
         # Window test in region coordinates is the same for every tile.
         dy = (torch.arange(side).repeat_interleave(side)[None] - reach) - torch.arange(tile).repeat_interleave(tile)[:, None]
         dx = (torch.arange(side).repeat(side)[None] - reach) - torch.arange(tile).repeat(tile)[:, None]
-        inside = (dy * dy + dx * dx).double() < float(radius) ** 2  # [T*T, P*P]
-        ok = inside[None] & k_ok[:, None, :]
+        if shape == "square":
+            inside = (dy.abs() <= reach) & (dx.abs() <= reach)   # [T*T, P*P]
+        else:
+            inside = (dy * dy + dx * dx).double() < float(radius) ** 2
+        ok = inside[None] & (k_ok[:, None, :] if border == "mask" else True)
         bias = torch.zeros(ok.shape, dtype=torch.float32).masked_fill_(~ok, NEG)
         return cls(h, w, tile, reach, query_index.to(device), key_index.to(device), bias.to(device))
+
+    def region_offsets(self) -> torch.Tensor:
+        """float32 [T*T, P*P, 2]: (dy, dx) of each region cell from each tile cell (for the prior)."""
+        side = self.key_index.shape[1]
+        p = int(round(side ** 0.5))
+        ry = torch.arange(p).repeat_interleave(p) - self.reach
+        rx = torch.arange(p).repeat(p) - self.reach
+        ty = torch.arange(self.tile).repeat_interleave(self.tile)
+        tx = torch.arange(self.tile).repeat(self.tile)
+        return torch.stack([ry[None] - ty[:, None], rx[None] - tx[:, None]], -1).float().to(self.bias.device)
 
 
 def _padded(feat: torch.Tensor) -> torch.Tensor:
@@ -220,3 +243,104 @@ def exact_scores(query_rows: torch.Tensor, key_rows: list[torch.Tensor], slot: t
         pos += c
     out[order] = torch.cat(scores)
     return out.view(n, k)
+
+
+# -- protocols other than CRW's (engine/protocols.py) ------------------------------------------
+
+def row_regions(rows: torch.Tensor, geo: WindowGeometry) -> torch.Tensor:
+    """Per-cell rows [N, K] (e.g. labels) laid out per tile region [ntiles, P*P, K]; cells outside
+    the grid get zero rows (MAST's zero padding: no label)."""
+    padded = torch.cat([rows, rows.new_zeros(1, rows.shape[1])], 0)
+    return padded.index_select(0, geo.key_index.flatten()).view(*geo.key_index.shape, -1)
+
+
+def compactness_prior(probs: torch.Tensor, offsets: torch.Tensor, sigma: float = 1.0, threshold: float = 0.1,
+                      valid: "torch.Tensor | None" = None) -> torch.Tensor:
+    """LIIR's spatial compactness prior at inference (spec §8.3-8.4, the unofficial recipe).
+
+    probs [..., M]: one query's weights over one reference's window cells at positions
+    offsets [..., M, 2] (broadcastable; (y, x) in cells).  The top-2 weights v1 >= v2 at mu1, mu2
+    give omega = softmax(v1, v2) and isotropic Gaussians G_m = exp(-4 ln2 |x - mu_m|^2 / sigma^2)
+    (sigma read as the full width at half maximum, peak 1, not normalised); where v1 > threshold
+    the row is replaced by omega1 G1 + omega2 G2 (restricted to `valid` window cells), else kept.
+    """
+    v, i = probs.topk(2, dim=-1)
+    off = offsets.expand(*probs.shape, 2)
+    mu = torch.gather(off, -2, i[..., None].expand(*i.shape, 2))                  # [..., 2, 2]
+    d2 = ((off.unsqueeze(-3) - mu.unsqueeze(-2)) ** 2).sum(-1)                     # [..., 2, M]
+    prior = (torch.softmax(v, -1).unsqueeze(-1) * torch.exp(d2 * (-4 * math.log(2) / sigma ** 2))).sum(-2)
+    if valid is not None:
+        prior = prior * valid
+    return torch.where(v[..., :1] > threshold, prior, probs)
+
+
+def window_softmax_multi(query: torch.Tensor, frames: list, labels: list, geo: WindowGeometry,
+                         temperature: float = 1.0, compact: "tuple[float, float] | None" = None,
+                         tiles_per_chunk: int = 4) -> torch.Tensor:
+    """Soft labels [N, K] from ONE softmax over every window cell of every reference (MAST/LIIR:
+    no top-k), in float32: MAST's raw 64-d dot products are too large for bf16 weights.
+
+    frames: KeyRegions (float32) per reference; labels: row_regions of their labels.  Memory is
+    bounded by the chunk of tiles ([chunk, T*T, refs, P*P] scores), never N x N.  `compact` =
+    (sigma, threshold) applies LIIR's prior per (reference, query) after the joint softmax.
+    """
+    n = geo.n
+    qp = _padded(query.float())
+    k = labels[0].shape[-1]
+    out = query.new_zeros(n + 1, k, dtype=torch.float32)
+    offsets = geo.region_offsets()[None, :, None] if compact else None               # [1, T*T, 1, P*P, 2]
+    valid = torch.isfinite(geo.bias)
+    ntiles = geo.query_index.shape[0]
+    for s in range(0, ntiles, tiles_per_chunk):
+        e = min(ntiles, s + tiles_per_chunk)
+        qi = geo.query_index[s:e]
+        q = qp[qi]                                                                   # [t, T*T, C]
+        scores = torch.stack([torch.baddbmm(geo.bias[s:e], q, f.regions[s:e].transpose(1, 2)) for f in frames], 2)
+        if temperature != 1.0:
+            scores = scores / temperature
+        a = torch.softmax(scores.flatten(2), -1).view_as(scores)                      # [t, T*T, u, P*P]
+        if compact:
+            a = compactness_prior(a, offsets, compact[0], compact[1], valid[s:e][:, :, None])
+        lab = torch.stack([r[s:e] for r in labels], 1).float()                        # [t, u, P*P, K]
+        out[qi.flatten()] = torch.einsum("tqup,tupk->tqk", a, lab).flatten(0, 1)
+    return out[:n]
+
+
+def mutual_scores(s: torch.Tensor, m_ref: torch.Tensor, m_tar: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """ContrastCorr's mutual correlation (spec §7.6, Eq. 8-9) on scores s [targets, refs]:
+    s * (s / (m_ref + eps)) * (s / (m_tar + eps)), m_ref[i] = max over targets of s[:, i],
+    m_tar[j] = max over references of s[j].  Scores are clamped at 0 inside the ratios (§11b-25:
+    a no-op for post-ReLU features; keeps the weights in [0, 1] for signed ones)."""
+    sp = s.clamp_min(0)
+    return s * (sp / (m_ref.clamp_min(0)[None] + eps)) * (sp / (m_tar.clamp_min(0)[:, None] + eps))
+
+
+def global_topk_softmax(query: torch.Tensor, key: torch.Tensor, k: int, temperature: float = 1.0,
+                        mutual: bool = False, chunk: int = 1024):
+    """UVC/ContrastCorr (spec §6.9, §7.6): per target cell, a softmax over ALL cells of one
+    reference (scores / temperature), of which the top-k are kept WITHOUT renormalising.
+
+    query [C, Nq], key [C, Nk], float32.  Returns (weights [Nq, k], cells [Nq, k]).  Chunked over
+    queries (memory chunk x Nk); the mutual re-weighting needs each reference cell's best score
+    over all targets first, so it makes one extra pass.
+    """
+    qt, key = query.t().float(), key.float()
+    m_ref = m_tar = None
+    if mutual:
+        m_ref = torch.full((key.shape[1],), NEG, device=key.device)
+        m_tar = []
+        for s in range(0, qt.shape[0], chunk):
+            sc = qt[s:s + chunk] @ key
+            m_ref = torch.maximum(m_ref, sc.amax(0))
+            m_tar.append(sc.amax(1))
+        m_tar = torch.cat(m_tar)
+    ws, cs = [], []
+    for s in range(0, qt.shape[0], chunk):
+        sc = qt[s:s + chunk] @ key
+        if mutual:
+            sc = mutual_scores(sc, m_ref, m_tar[s:s + chunk])
+        sc = sc / temperature
+        v, c = sc.topk(min(k, sc.shape[1]), dim=1)
+        ws.append(torch.exp(v - torch.logsumexp(sc, 1, keepdim=True)))
+        cs.append(c)
+    return torch.cat(ws), torch.cat(cs)

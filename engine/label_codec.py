@@ -33,22 +33,39 @@ class MaskCodec:
     def channels(self) -> int:
         return len(self.ids)
 
-    def encode(self, mask: np.ndarray, grid_hw: tuple[int, int], device) -> torch.Tensor:
-        """uint8[H, W] -> float32[C, h, w] soft one-hot at feature resolution."""
+    def encode(self, mask: np.ndarray, grid_hw: tuple[int, int], device, sampling: str = "bilinear",
+               cell: "tuple[float, float] | None" = None) -> torch.Tensor:
+        """uint8[H, W] -> float32[C, h, w] soft one-hot at feature resolution.
+
+        sampling "bilinear": CRW's soft map.  "nearest": the one-hot of one pixel per cell, the
+        top-left pixel of the cell (MAST's mask[::4, ::4], STT/UVC's nearest resize); `cell` =
+        (height, width) of a cell in frame pixels (default H/h, W/w).
+        """
         lut = np.zeros(256, np.int64)
         lut[self.ids] = np.arange(len(self.ids))
         # Ids absent from the keyframe cannot be tracked: they count as background.
         present = np.zeros(256, bool)
         present[self.ids] = True
         idx = torch.from_numpy(np.where(present[mask], lut[mask], 0)).to(device)
+        if sampling == "nearest":
+            h, w = grid_hw
+            H, W = mask.shape
+            cy, cx = cell or (H / h, W / w)
+            ys = torch.from_numpy(np.minimum((np.arange(h) * cy).astype(np.int64), H - 1)).to(device)
+            xs = torch.from_numpy(np.minimum((np.arange(w) * cx).astype(np.int64), W - 1)).to(device)
+            sub = idx.index_select(0, ys).index_select(1, xs)
+            return torch.stack([(sub == c).float() for c in range(self.channels)])
         out = []
         for s in range(0, self.channels, 16):  # bounded memory with many objects
             onehot = (idx[None] == torch.arange(s, min(s + 16, self.channels), device=device)[:, None, None]).float()
             out.append(F.interpolate(onehot[None], size=grid_hw, mode="bilinear", align_corners=False, antialias=False)[0])
         return torch.cat(out)
 
-    def decode(self, soft: torch.Tensor) -> np.ndarray:
+    def decode(self, soft: torch.Tensor, minmax: bool = False) -> np.ndarray:
         """float[C, h, w] -> uint8[H, W] ids (bilinear up, argmax; first channel wins ties).
+
+        minmax: each upsampled channel whose maximum is > 0 is first mapped to [0, 1] by its own
+        min and max (UVC/STT's `norm_mask`, spec §6.9, §9.6, §11b-16).
 
         OpenCV's INTER_LINEAR upscaling is the same half-pixel bilinear as
         F.interpolate(align_corners=False) and ~30x faster on CPU (2.6 vs 76 ms at 854x480);
@@ -56,10 +73,10 @@ class MaskCodec:
         """
         planes = soft.detach().float().cpu().numpy()
         size = (self.frame_hw[1], self.frame_hw[0])
-        best = cv2.resize(planes[0], size, interpolation=cv2.INTER_LINEAR)
+        best = _minmax(cv2.resize(planes[0], size, interpolation=cv2.INTER_LINEAR), minmax)
         winner = np.zeros(self.frame_hw, np.uint8)
         for c in range(1, len(planes)):
-            up = cv2.resize(planes[c], size, interpolation=cv2.INTER_LINEAR)
+            up = _minmax(cv2.resize(planes[c], size, interpolation=cv2.INTER_LINEAR), minmax)
             better = up > best
             winner[better] = c
             np.maximum(best, up, out=best)
@@ -76,6 +93,22 @@ class MaskCodec:
         top = p.max(0).values[active]
         floor = 1.0 / s.shape[0]
         return float(((top - floor) / (1 - floor)).clamp(0, 1).mean())
+
+
+def _minmax(plane: np.ndarray, on: bool) -> np.ndarray:
+    if not on:
+        return plane
+    hi = plane.max()
+    if hi <= 0:
+        return plane
+    plane = plane - plane.min()
+    top = plane.max()
+    return plane / top if top > 0 else plane
+
+
+def hard_labels(soft: torch.Tensor) -> torch.Tensor:
+    """One-hot of the per-cell argmax (first channel wins ties): soft [..., C] -> float32 [..., C]."""
+    return torch.nn.functional.one_hot(soft.argmax(-1), soft.shape[-1]).float()
 
 
 class KeypointCodec:

@@ -1,4 +1,5 @@
-"""The Propagator: carries a keyframe's labels through the video (CRW protocol, research spec §3.3).
+"""The Propagator: carries a keyframe's labels through the video (research spec §3.3 and the
+protocols of engine/protocols.py: CRW by default; MAST, LIIR, STT, UVC, ContrastCorr as options).
 
 For each target frame the context is the anchor keyframe (always present, global search) plus the
 last `context` frames (radius-limited search); the top-k affinities over all context cells jointly,
@@ -6,23 +7,27 @@ softmaxed at `temperature`, mix the context's soft labels into the target's.  So
 back as they are.  `pad_context` reproduces CRW's bookkeeping, where the short-term memory starts
 as `context` copies of the keyframe.
 
+The protocol is the encoder spec's (`spec.protocol` and its hints), unless `params.protocol` names
+another; any protocol field set in PropagationParams (not None) overrides it.  With a CRW encoder
+and default params the CRW code path below is exactly the one the golden test pins.
+
 `run()` is a generator yielding one `FrameResult` per frame as soon as it is ready; memory is the
-context's features and labels, never the video's.
+references' features and labels, never the video's.
 """
 from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator, Mapping, Union
 
 import numpy as np
 import torch
 
-from . import affinity
+from . import affinity, protocols
 from .errors import ConfigError, LabelError
 from .features import FeatureExtractor, processing_size, resize_frame
-from .label_codec import KeypointCodec, MaskCodec
+from .label_codec import KeypointCodec, MaskCodec, hard_labels
 from .labels import Keypoints
 
 Label = Union[np.ndarray, Keypoints]
@@ -30,28 +35,46 @@ Label = Union[np.ndarray, Keypoints]
 
 @dataclass
 class PropagationParams:
-    topk: int = 10
-    context: int = 20           # short-term frames (CRW --videoLen)
-    radius: float = 12.0        # feature cells, strict <, short-term frames only
-    temperature: float = 0.05
-    pad_context: bool = True    # CRW: short-term memory starts as copies of the keyframe
+    # Protocol fields: None = the protocol's value (engine/protocols.py; CRW: 10, 20, 12, 0.05, padded).
+    topk: "int | None" = None
+    context: "int | None" = None       # short-term frames (CRW --videoLen)
+    radius: "float | None" = None      # feature cells (circle: strict <, square: |d| <=)
+    temperature: "float | None" = None
+    pad_context: "bool | None" = None  # CRW: short-term memory starts as copies of the keyframe
     precision: str = "auto"     # "fp32" exact; "bf16" = bf16 search + fp32 re-scoring of candidates
-    max_side: "int | None" = 1280  # processing resolution cap (long side, pixels)
+    max_side: "int | None" = 1280  # processing resolution cap (long side, pixels; protocols without a test resolution)
     scale: float = 1.0          # < 1 for fast previews
     keypoint_sigma: float = 0.5
     keypoint_topn: int = 3
     tile: int = 12
+    protocol: "str | None" = None      # crw | mast | liir | stt | uvc | contrastcorr; None = the encoder spec's
+    references: "str | None" = None
+    key_copies: "int | None" = None
+    key_search: "str | None" = None
+    window: "str | None" = None
+    border: "str | None" = None
+    aggregate: "str | None" = None
+    affinity: "str | None" = None
+    compact_sigma: "float | None" = None
+    compact_threshold: "float | None" = None
+    memory: "str | None" = None
+    label_sampling: "str | None" = None
+    decode: "str | None" = None
+    short_side: "int | None" = None
+    size_multiple: "int | None" = None
 
     def validate(self) -> "PropagationParams":
         checks = [
-            (self.topk >= 1, "topk must be >= 1"),
-            (self.context >= 0, "context must be >= 0"),
-            (self.radius > 0, "radius must be > 0"),
-            (self.temperature > 0, "temperature must be > 0"),
+            (self.topk is None or self.topk >= 1, "topk must be >= 1"),
+            (self.context is None or self.context >= 0, "context must be >= 0"),
+            (self.radius is None or self.radius > 0, "radius must be > 0"),
+            (self.temperature is None or self.temperature > 0, "temperature must be > 0"),
             (self.precision in ("auto", "fp32", "bf16", "fp16"), "precision must be auto, fp32, bf16 or fp16"),
             (0 < self.scale <= 1, "scale must be in (0, 1]"),
             (self.max_side is None or self.max_side >= 64, "max_side must be >= 64"),
             (self.tile >= 1, "tile must be >= 1"),
+            (self.protocol is None or self.protocol in protocols.NAMES,
+             f"protocol must be one of {protocols.NAMES}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -93,7 +116,11 @@ def _resolve_device(device: str) -> torch.device:
 class Propagator:
     def __init__(self, encoder, params: "PropagationParams | None" = None, device: str = "auto",
                  extractor: "FeatureExtractor | None" = None):
-        self.params = (params or PropagationParams()).validate()
+        given = (params or PropagationParams()).validate()
+        self.protocol = protocols.resolve(getattr(encoder, "spec", None), given)
+        # self.params shows the values in force (what benchmarks and the UI report).
+        resolved = {f: getattr(self.protocol, f) for f in protocols.FIELDS if hasattr(given, f)}
+        self.params = replace(given, protocol=self.protocol.name, pad_context=self.protocol.copies > 0, **resolved)
         self.device = _resolve_device(device)
         precision = self.params.precision
         if precision == "auto":
@@ -126,7 +153,10 @@ class Propagator:
     def frame_grid(self, video) -> tuple[tuple[int, int], tuple[int, int]]:
         """(processing (w, h), feature grid (h, w)) for this video."""
         w, h = video.size
-        pw, ph = processing_size(w, h, self.params.max_side, self.params.scale)
+        if self.protocol.short_side:
+            pw, ph = protocols.processing_size(w, h, self.protocol, self.params.scale)
+        else:
+            pw, ph = processing_size(w, h, self.params.max_side, self.params.scale)
         s = self.extractor.encoder.spec.stride
         return (pw, ph), (-(-ph // s), -(-pw // s))
 
@@ -157,9 +187,13 @@ class Propagator:
         return [f.reshape(f.shape[0], -1) for f in feats]
 
     def _geometry_for(self, grid):
-        key = (grid, self.params.radius, self.params.tile)
+        pr = self.protocol
+        if pr.window == "none":
+            return None
+        key = (grid, pr.radius, self.params.tile, pr.window, pr.border)
         if key not in self._geometry:
-            self._geometry[key] = affinity.WindowGeometry.build(*grid, self.params.radius, self.params.tile, self.device)
+            self._geometry[key] = affinity.WindowGeometry.build(*grid, pr.radius, self.params.tile, self.device,
+                                                                shape=pr.window, border=pr.border)
         return self._geometry[key]
 
     def _frames(self, video, order):
@@ -183,15 +217,50 @@ class Propagator:
         r = FrameResult(index=index, soft=soft.float().cpu().numpy(), confidence=codec.confidence(soft),
                         keyframe=anchor, is_keyframe=is_key, timings=timings)
         if codec.kind == "mask":
-            r.mask = codec.decode(soft)
+            r.mask = codec.decode(soft, minmax=self.protocol.decode == "minmax")
         else:
             r.keypoints = codec.decode(soft)
         timings["decode_ms"] = (time.perf_counter() - t) * 1e3
         return r
 
+    def _encode(self, codec, label, video, grid):
+        """A label (keyframe, or a hard memory mask) as soft map [C, h, w] on the grid."""
+        if codec.kind != "mask":
+            return codec.encode(label, grid, self.device)
+        (pw, ph), _ = self.frame_grid(video)
+        w, h = video.size
+        s = self.extractor.encoder.spec.stride
+        return codec.encode(label, grid, self.device, sampling=self.protocol.label_sampling,
+                            cell=(s * h / ph, s * w / pw))
+
+    def _entry(self, feat, rows, labels, geo, step):
+        """What the memory keeps of a frame: only the search operands its protocol reads."""
+        pr = self.protocol
+        e = _Ref(rows, labels)
+        windowed = pr.window != "none"
+        if not windowed or (step == 0 and pr.key_search == "global"):
+            # the global-search operand: reduced precision for the joint top-k (re-scored in fp32),
+            # float32 for UVC's per-reference softmax, which needs every score
+            e.search = feat.to(self._dtype()) if pr.aggregate == "joint" else feat.float()
+        if windowed and (step > 0 or pr.key_search == "window" or (pr.references == "recent" and pr.copies > 0)):
+            exact = pr.topk == 0   # one softmax over raw scores: float32 (see window_softmax_multi)
+            e.regions = affinity.KeyRegions(feat, geo, torch.float32 if exact else self._dtype())
+            if exact:
+                e.label_regions = affinity.row_regions(labels, geo)
+        return e
+
+    def _memory_labels(self, codec, soft, result, video, grid):
+        """Labels a finished frame leaves in memory: its soft map, or the one-hot of its argmax
+        (MAST/LIIR keep the decoded full-resolution mask, re-sampled onto the grid, spec §4.3)."""
+        if self.protocol.memory == "soft":
+            return soft
+        if codec.kind == "mask":
+            return self._encode(codec, result.mask, video, grid).reshape(codec.channels, -1).t().contiguous()
+        return hard_labels(soft)
+
     def _propagate(self, video, label, start, order, cancel):
         import time
-        p = self.params
+        pr = self.protocol
         codec = self._codec(video, label)
         _, grid = self.frame_grid(video)
         geo = self._geometry_for(grid)
@@ -202,22 +271,17 @@ class Propagator:
         t1 = time.perf_counter()
         key_feat = self._features(video, [(start, key_frame)])[0]
         t2 = time.perf_counter()
-        key_soft = codec.encode(label, grid, self.device)
+        key_soft = self._encode(codec, label, video, grid)
         yield self._result(codec, key_soft, start, start, True,
                            {"decode_video_ms": (t1 - t0) * 1e3, "features_ms": (t2 - t1) * 1e3})
         key_lab = key_soft.reshape(codec.channels, -1).t().contiguous()  # [N, C]
-        key_rows = key_feat.t().contiguous()
-        key_search = key_feat.to(self._dtype())  # the keyframe's global-search operand, built once
-
-        # Short-term memory: (feature rows [N, C], labels [N, C], KeyRegions); copies share storage.
-        memory: deque = deque(maxlen=p.context)
-        if p.pad_context:
-            key_entry = (key_rows, key_lab, affinity.KeyRegions(key_feat, geo, self._dtype()))
-            memory.extend([key_entry] * p.context)
+        # References by step from the keyframe (0 = the keyframe); only what later targets need is kept.
+        memory = {0: self._entry(key_feat, key_feat.t().contiguous(), key_lab, geo, 0)}
 
         batch = max(1, self.extractor.batch_size)
         frames = self._frames(video, order)
         pending: deque = deque()
+        step = 0
         while True:
             if cancel is not None and cancel.is_set():
                 return
@@ -233,54 +297,89 @@ class Propagator:
                 share = {"decode_video_ms": (t1 - t0) * 1e3 / len(chunk), "features_ms": (t2 - t1) * 1e3 / len(chunk)}
                 pending.extend((i, f, dict(share)) for (i, _), f in zip(chunk, feats))
             index, feat, timings = pending.popleft()
+            step += 1
+            refs = [memory[s] for s in protocols.reference_steps(pr, step)]
             t0 = time.perf_counter()
             feat_rows = feat.t().contiguous()
-            soft = self._step(feat, feat_rows, (key_rows, key_lab, key_search), memory, geo, n, codec.channels)
+            soft = self._step(feat, feat_rows, refs, geo, grid, codec.channels)
             timings["affinity_ms"] = (time.perf_counter() - t0) * 1e3
-            if p.context:
-                memory.append((feat_rows, soft, affinity.KeyRegions(feat, geo, self._dtype())))
-            yield self._result(codec, soft.t().reshape(codec.channels, *grid), index, start, False, timings)
+            result = self._result(codec, soft.t().reshape(codec.channels, *grid), index, start, False, timings)
+            keep = protocols.retained_steps(pr, step)
+            if step in keep:
+                labels = self._memory_labels(codec, soft, result, video, grid)
+                memory[step] = self._entry(feat, feat_rows, labels, geo, step)
+            for s in [s for s in memory if s not in keep]:
+                del memory[s]
+            yield result
 
     def _dtype(self):
         return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
-    def _step(self, feat, feat_rows, keyframe, memory, geo, n, channels) -> torch.Tensor:
-        """Soft labels [N, C] of one target from the keyframe and the short-term memory.
+    def _step(self, feat, feat_rows, refs, geo, grid, channels) -> torch.Tensor:
+        """Soft labels [N, C] of one target from its references (refs[0] = the long-term keyframe)."""
+        pr = self.protocol
+        if pr.aggregate == "per_reference":
+            return self._step_per_reference(feat, refs)
+        if pr.topk == 0:
+            compact = (pr.compact_sigma, pr.compact_threshold) if pr.affinity == "compact" else None
+            return affinity.window_softmax_multi(feat, [r.regions for r in refs], [r.label_regions for r in refs],
+                                                 geo, pr.temperature, compact)
+        return self._step_joint(feat, feat_rows, refs, geo, grid, channels)
 
-        Candidates are searched as distinct (frame, cell) pairs; copies of a frame (CRW's padding)
+    def _step_per_reference(self, feat, refs) -> torch.Tensor:
+        """UVC/ContrastCorr: each reference on its own (global softmax, top-k kept unrenormalised),
+        the references' predictions averaged (spec §6.9, §11b-4)."""
+        pr = self.protocol
+        acc = None
+        for r in refs:
+            w, cell = affinity.global_topk_softmax(feat, r.search, pr.topk, pr.temperature, pr.affinity == "mutual")
+            pred = torch.einsum("nk,nkc->nc", w, r.labels.float()[cell])
+            acc = pred if acc is None else acc + pred
+        return acc / len(refs)
+
+    def _step_joint(self, feat, feat_rows, refs, geo, grid, channels) -> torch.Tensor:
+        """Joint top-k over all references (CRW, STT).
+
+        Candidates are searched as distinct (frame, search) pairs; copies of a frame (CRW's padding)
         tie exactly, so each candidate is then counted as many times as its frame occurs before
         the final top-k, which equals the joint top-k over all copies.  With reduced precision the
         search keeps 2k candidates and re-scores them in float32.
         """
-        p = self.params
+        p, pr = self.params, self.protocol
+        n = grid[0] * grid[1]
         coarse = self.precision != "fp32"
-        kk = 2 * p.topk if coarse else p.topk
+        kk = 2 * pr.topk if coarse else pr.topk
         q = feat.to(self._dtype())
 
-        # Distinct context frames in slot order: slot 0 = keyframe (global), then short-term frames.
-        key_rows, key_lab, key_search = keyframe
-        slots = [(key_rows, key_lab, None)]
-        mult = [1]
-        seen: dict = {}
-        for entry in memory:
-            j = seen.get(id(entry[0]))
+        # Distinct (frame, search) slots in reference order; CRW: slot 0 = keyframe (global), then
+        # the short-term frames (the keyframe's padding copies first).
+        slots, mult, modes, seen = [], [], [], {}
+        for i, r in enumerate(refs):
+            mode = "global" if pr.window == "none" or (i == 0 and pr.key_search == "global") else "window"
+            j = seen.get((id(r), mode))
             if j is None:
-                seen[id(entry[0])] = len(slots)
-                slots.append(entry)
+                seen[(id(r), mode)] = len(slots)
+                slots.append(r)
                 mult.append(1)
+                modes.append(mode)
             else:
                 mult[j] += 1
 
-        v0, c0 = affinity.dense_topk_blocked(q, key_search, kk, geo.w)
-        vals, slot, cell = [v0], [torch.zeros_like(c0)], [c0]
-        if len(slots) > 1:
-            v1, f1, c1 = affinity.window_topk_multi(q, [e[2] for e in slots[1:]], geo, kk)
-            vals.append(v1); slot.append(f1 + 1); cell.append(c1)
+        vals, slot, cell = [], [], []
+        for j, mode in enumerate(modes):
+            if mode == "global":
+                v0, c0 = affinity.dense_topk_blocked(q, slots[j].search, kk, grid[1])
+                vals.append(v0); slot.append(torch.full_like(c0, j)); cell.append(c0)
+        win = [j for j, mode in enumerate(modes) if mode == "window"]
+        if win:
+            v1, f1, c1 = affinity.window_topk_multi(q, [slots[j].regions for j in win], geo, kk)
+            # window slots follow the global ones, so the frame index only needs an offset
+            vals.append(v1); slot.append(f1 + win[0]); cell.append(c1)
         v, slot, cell = torch.cat(vals, 1), torch.cat(slot, 1), torch.cat(cell, 1)
         v, j = v.topk(min(kk, v.shape[1]), dim=1)
         slot, cell = torch.gather(slot, 1, j), torch.gather(cell, 1, j)
         if coarse:
-            exact = affinity.exact_scores(feat_rows, [e[0] for e in slots], slot, cell)
+            exact = affinity.exact_scores(feat_rows, [e.rows for e in slots], slot, cell)
             v = exact.masked_fill(torch.isinf(v), affinity.NEG)
         copies = max(mult)
         if copies > 1:
@@ -288,9 +387,19 @@ class Propagator:
             rank = torch.arange(copies, device=slot.device).repeat_interleave(v.shape[1])
             v = v.repeat(1, copies).masked_fill(rank[None] >= m.repeat(1, copies), affinity.NEG)
             slot, cell = slot.repeat(1, copies), cell.repeat(1, copies)
-        v, j = v.topk(p.topk, dim=1)
+        v, j = v.topk(pr.topk, dim=1)
         slot, cell = torch.gather(slot, 1, j), torch.gather(cell, 1, j)
-        w = torch.softmax(v / p.temperature, dim=1)  # [N, k]
-        labels = torch.stack([torch.cat([e[1], e[1].new_zeros(1, channels)]) for e in slots])  # [S, N+1, C]
+        w = torch.softmax(v / pr.temperature, dim=1)  # [N, k]
+        labels = torch.stack([torch.cat([e.labels, e.labels.new_zeros(1, channels)]) for e in slots])  # [S, N+1, C]
         picked = labels.flatten(0, 1)[(slot * (n + 1) + cell).flatten()].view(n, -1, channels)
         return torch.einsum("nk,nkc->nc", w, picked.float())
+
+
+class _Ref:
+    """One reference frame in memory: feature rows [N, C] (fp32 re-scoring), labels [N, C], and the
+    search operands its protocol needs (global: [C, N]; windowed: KeyRegions; MAST: label regions)."""
+    __slots__ = ("rows", "labels", "search", "regions", "label_regions")
+
+    def __init__(self, rows, labels):
+        self.rows, self.labels = rows, labels
+        self.search = self.regions = self.label_regions = None
