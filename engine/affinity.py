@@ -75,7 +75,7 @@ class WindowGeometry:
             inside = (dy.abs() <= reach) & (dx.abs() <= reach)   # [T*T, P*P]
         else:
             inside = (dy * dy + dx * dx).double() < float(radius) ** 2
-        ok = inside[None] & (k_ok[:, None, :] if border == "mask" else True)
+        ok = inside[None] & (k_ok if border == "mask" else torch.ones_like(k_ok))[:, None, :]
         bias = torch.zeros(ok.shape, dtype=torch.float32).masked_fill_(~ok, NEG)
         return cls(h, w, tile, reach, query_index.to(device), key_index.to(device), bias.to(device))
 

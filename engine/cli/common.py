@@ -23,13 +23,24 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_propagation_args(parser: argparse.ArgumentParser) -> None:
+    from ..protocols import NAMES
     from ..propagate import PropagationParams
     d = PropagationParams()
-    g = parser.add_argument_group("propagation (CRW protocol defaults)")
-    g.add_argument("--topk", type=int, default=d.topk)
-    g.add_argument("--context", type=int, default=d.context, help="short-term context frames")
-    g.add_argument("--radius", type=float, default=d.radius, help="search radius in feature cells")
-    g.add_argument("--temperature", type=float, default=d.temperature)
+    g = parser.add_argument_group("propagation (the model's protocol unless overridden; CRW by default)")
+    g.add_argument("--protocol", choices=NAMES, default=None,
+                   help="inference protocol (default: the one the model's spec names)")
+    g.add_argument("--topk", type=int, default=None, help="top-k (protocol default; CRW 10)")
+    g.add_argument("--context", type=int, default=None, help="short-term context frames (CRW 20)")
+    g.add_argument("--radius", type=float, default=None, help="search radius in feature cells (CRW 12)")
+    g.add_argument("--temperature", type=float, default=None, help="scores are divided by it (CRW 0.05)")
+    g.add_argument("--window", choices=["circle", "square", "none"], default=None,
+                   help="short-term window: circle (dist < r), square (|dy|,|dx| <= r), none (global)")
+    g.add_argument("--key-search", choices=["global", "window"], default=None, help="how the keyframe is searched")
+    g.add_argument("--memory", choices=["soft", "hard"], default=None, help="labels kept for past frames")
+    g.add_argument("--affinity", choices=["softmax", "mutual", "compact"], default=None,
+                   help="softmax, ContrastCorr's mutual correlation, LIIR's compactness prior")
+    g.add_argument("--decode", choices=["argmax", "minmax"], default=None, help="mask decoding")
+    g.add_argument("--short-side", type=int, default=None, help="protocol test resolution (short side px, 0 = native)")
     g.add_argument("--precision", default=d.precision, choices=["auto", "fp32", "bf16", "fp16"])
     g.add_argument("--max-side", type=int, default=d.max_side, help="cap of the processing resolution's long side")
     g.add_argument("--scale", type=float, default=d.scale, help="processing scale (<1 for previews)")
@@ -52,9 +63,12 @@ def entry(make_parser: Callable[[], argparse.ArgumentParser], body: Callable[[ar
 
 def params_from_args(args):
     from ..propagate import PropagationParams
-    return PropagationParams(topk=args.topk, context=args.context, radius=args.radius,
-                             temperature=args.temperature, precision=args.precision,
-                             max_side=args.max_side, scale=args.scale).validate()
+    g = lambda name: getattr(args, name, None)  # noqa: E731  (parsers built elsewhere may lack a flag)
+    return PropagationParams(topk=g("topk"), context=g("context"), radius=g("radius"), temperature=g("temperature"),
+                             protocol=g("protocol"), window=g("window"), key_search=g("key_search"),
+                             memory=g("memory"), affinity=g("affinity"), decode=g("decode"),
+                             short_side=g("short_side"), precision=args.precision, max_side=args.max_side,
+                             scale=args.scale).validate()
 
 
 def encoder_from_args(args):
