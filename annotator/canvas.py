@@ -100,8 +100,12 @@ class KeypointsItem(QGraphicsItem):
             p = QPointF(*xy[k])
             rr = r * (1.5 if k == self.selected else 1.0)
             painter.drawEllipse(p, rr, rr)
+            at = p + QPointF(rr * 1.3, -rr * 0.8)
+            painter.setPen(QColor(0, 0, 0, alpha))          # a dark halo keeps names readable anywhere
+            for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                painter.drawText(at + QPointF(dx / scale, dy / scale), self.schema.names[k])
             painter.setPen(QColor(255, 255, 255, alpha))
-            painter.drawText(p + QPointF(rr * 1.3, -rr * 0.8), self.schema.names[k])
+            painter.drawText(at, self.schema.names[k])
 
 
 class CanvasView(QGraphicsView):

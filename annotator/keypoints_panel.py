@@ -113,7 +113,8 @@ class KeypointsPanel(QWidget):
                 placed = kp is not None and bool(kp.visible[k])
                 mark = "" if placed else ("  (absent)" if kp is not None else "")
                 item = QListWidgetItem(swatch(s.schema.colours[k]), f"{name}{mark}")
-                item.setForeground(Qt.white if placed else Qt.gray)
+                if not placed:
+                    item.setForeground(Qt.gray)     # not on this frame (yet)
                 self.list.addItem(item)
             edges = ", ".join(f"{s.schema.names[a]}-{s.schema.names[b]}" for a, b in s.schema.skeleton)
             self.hint.setText(f"Skeleton: {edges or 'none'}")

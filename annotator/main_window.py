@@ -303,6 +303,8 @@ class MainWindow(QMainWindow):
         self._release_document()
         self.doc = doc
         self.state.set_frame(0)
+        if doc.session.schema is None and self.state.layer == "keypoints":
+            self.state.set_tool("brush")      # nothing to place without a schema: back to masks
         doc.changed.connect(self._on_session_changed)
         doc.show_frame.connect(self.go_to)
         doc.undo.cleanChanged.connect(self._update_title)

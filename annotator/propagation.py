@@ -23,7 +23,7 @@ from engine.propagate import PropagationParams, Propagator
 from . import commands
 from .worker import PropagationWorker, start_in_thread
 
-AUTO_DELAY_MS = 250     # after an edit, wait this long for more strokes before re-propagating
+AUTO_DELAY_MS = 150     # after an edit, wait this long for more strokes before re-propagating
 
 
 class ModelProvider:

@@ -138,7 +138,7 @@ def bench_propagation_gaps(app, w, frames: int) -> dict:
 
 def bench_correction(app, w, auto: bool, frame: int = 10) -> float:
     """ms from the end of a correcting stroke (mouse release) to the first re-propagated frame
-    painted on the canvas; `auto` = the re-propagation starts by itself (after its 250 ms debounce)."""
+    painted on the canvas; `auto` = the re-propagation starts by itself (after its 150 ms debounce)."""
     w.settings.set("propagation/auto_repropagate", auto)
     w.go_to(frame)
     pump_until(app, lambda: w.canvas.frame_index == frame)
@@ -265,7 +265,7 @@ def main(argv=None) -> int:
         f"| propagation speed in the app (scale {params.scale}, {gaps['frames']} frames) | {gaps['fps']:.2f} frames/s | |",
         f"| correction -> first re-propagated frame on screen, on request (R) | "
         f"{', '.join(f'{v:.0f}' for v in corr_req)} ms | <= 1000 ms |",
-        f"| correction -> first re-propagated frame on screen, automatic (incl. 250 ms debounce) | "
+        f"| correction -> first re-propagated frame on screen, automatic (incl. 150 ms debounce) | "
         f"{', '.join(f'{v:.0f}' for v in corr_auto)} ms | <= 1000 ms |",
         "",
         f"| scrubbing a {mem['frames']:,}-frame 854x480 JPEG folder (every {args.stride}th frame) | value | target |",
