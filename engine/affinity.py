@@ -274,17 +274,36 @@ def compactness_prior(probs: torch.Tensor, offsets: torch.Tensor, sigma: float =
     return torch.where(v[..., :1] > threshold, prior, probs)
 
 
+def merge_partials(parts: list):
+    """Several (numerator, denominator, max) shares of one softmax -> one (log-sum-exp merging)."""
+    num, den, mx = parts[0]
+    for n2, d2, m2 in parts[1:]:
+        m = torch.maximum(mx, m2)
+        a, b = torch.exp(mx - m), torch.exp(m2 - m)
+        num, den, mx = num * a[:, None] + n2 * b[:, None], den * a + d2 * b, m
+    return num, den, mx
+
+
 def window_softmax_multi(query: torch.Tensor, frames: list, labels: list, geo: WindowGeometry,
                          temperature: float = 1.0, compact: "tuple[float, float] | None" = None,
-                         tiles_per_chunk: int = 4) -> torch.Tensor:
+                         tiles_per_chunk: int = 4, extra: "list | None" = None) -> torch.Tensor:
     """Soft labels [N, K] from ONE softmax over every window cell of every reference (MAST/LIIR:
     no top-k), in float32: MAST's raw 64-d dot products are too large for bf16 weights.
 
     frames: KeyRegions (float32) per reference; labels: row_regions of their labels.  Memory is
     bounded by the chunk of tiles ([chunk, T*T, refs, P*P] scores), never N x N.  `compact` =
     (sigma, threshold) applies LIIR's prior per (reference, query) after the joint softmax.
+    `extra`: other references' shares of the same softmax (roi_window_partial), merged per query.
     """
     n = geo.n
+    if extra:
+        if compact:
+            raise ValueError("the compactness prior needs every reference's window probabilities")
+        num, den, mx = merge_partials(extra)
+        pad = lambda x, v: torch.cat([x, x.new_full((1, *x.shape[1:]), v)])  # noqa: E731  (padding queries)
+        ex_num, ex_den, ex_mx = pad(num, 0.0), pad(den, 0.0), pad(mx, NEG)
+        if not frames:
+            return num / den[:, None]
     qp = _padded(query.float())
     k = labels[0].shape[-1]
     out = query.new_zeros(n + 1, k, dtype=torch.float32)
@@ -298,10 +317,18 @@ def window_softmax_multi(query: torch.Tensor, frames: list, labels: list, geo: W
         scores = torch.stack([torch.baddbmm(geo.bias[s:e], q, f.regions[s:e].transpose(1, 2)) for f in frames], 2)
         if temperature != 1.0:
             scores = scores / temperature
+        lab = torch.stack([r[s:e] for r in labels], 1).float()                        # [t, u, P*P, K]
+        if extra:
+            m = torch.maximum(scores.flatten(2).amax(-1), ex_mx[qi])                  # [t, T*T]
+            ez = torch.exp(scores - m[..., None, None])
+            share = torch.exp(ex_mx[qi] - m)
+            num = torch.einsum("tqup,tupk->tqk", ez, lab) + ex_num[qi] * share[..., None]
+            den = ez.sum((-1, -2)) + ex_den[qi] * share
+            out[qi.flatten()] = (num / den[..., None]).flatten(0, 1)
+            continue
         a = torch.softmax(scores.flatten(2), -1).view_as(scores)                      # [t, T*T, u, P*P]
         if compact:
             a = compactness_prior(a, offsets, compact[0], compact[1], valid[s:e][:, :, None])
-        lab = torch.stack([r[s:e] for r in labels], 1).float()                        # [t, u, P*P, K]
         out[qi.flatten()] = torch.einsum("tqup,tupk->tqk", a, lab).flatten(0, 1)
     return out[:n]
 
@@ -344,3 +371,47 @@ def global_topk_softmax(query: torch.Tensor, key: torch.Tensor, k: int, temperat
         ws.append(torch.exp(v - torch.logsumexp(sc, 1, keepdim=True)))
         cs.append(c)
     return torch.cat(ws), torch.cat(cs)
+
+
+def _sample(img: torch.Tensor, py: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of img [1, C, h, w] at cell positions (py, px) [n, M] -> [C, n, M]; zero
+    outside the grid; align_corners=True semantics (what MAST's grid normalisation by (w-1) means,
+    spec §11a-12)."""
+    _, _, h, w = img.shape
+    grid = torch.stack([2 * px / max(w - 1, 1) - 1, 2 * py / max(h - 1, 1) - 1], -1)[None]
+    return torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+
+
+def roi_window_partial(query: torch.Tensor, key: torch.Tensor, labels: torch.Tensor, grid: tuple,
+                       radius: int, dilation: int, temperature: float = 1.0, chunk: int = 512):
+    """MAST's long-term reference search (spec §4.3): a coarse square window dilated by `dilation`
+    gives each query a soft-argmax offset o(q); the fine window of (2r+1)^2 cells is then re-sampled
+    bilinearly around q + o(q) (zero outside), for the features and the labels alike.
+
+    query, key [C, N] float32; labels [N, K].  Returns the query's share of a joint softmax as
+    (numerator [N, K] = sum exp(s - m) * label, denominator [N] = sum exp(s - m), m [N] = max s), to be
+    merged with the other references' windows.  Memory: chunk x (2r+1)^2 x C per step.
+    """
+    h, w = grid
+    c, n = key.shape
+    kf = key.float().reshape(1, c, h, w)
+    lf = labels.float().t().reshape(1, -1, h, w)
+    r = torch.arange(-radius, radius + 1, dtype=torch.float32, device=key.device)
+    oy, ox = r.repeat_interleave(len(r)), r.repeat(len(r))                          # [M]
+    cells = torch.arange(n, device=key.device)
+    ys, xs = (cells // w).float(), (cells % w).float()
+    nums, dens, mxs = [], [], []
+    for s in range(0, n, chunk):
+        q = query[:, s:s + chunk].float()
+        qy, qx = ys[s:s + chunk, None], xs[s:s + chunk, None]
+        coarse = torch.einsum("cn,cnm->nm", q, _sample(kf, qy + dilation * oy, qx + dilation * ox)) / temperature
+        a = torch.softmax(coarse, 1)
+        dy, dx = dilation * (a @ oy), dilation * (a @ ox)                           # soft-argmax offset
+        py, px = qy + dy[:, None] + oy, qx + dx[:, None] + ox
+        sc = torch.einsum("cn,cnm->nm", q, _sample(kf, py, px)) / temperature
+        mx = sc.amax(1)
+        e = torch.exp(sc - mx[:, None])
+        nums.append(torch.einsum("nm,knm->nk", e, _sample(lf, py, px)))
+        dens.append(e.sum(1))
+        mxs.append(mx)
+    return torch.cat(nums), torch.cat(dens), torch.cat(mxs)

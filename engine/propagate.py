@@ -236,7 +236,7 @@ class Propagator:
     def _entry(self, feat, rows, labels, geo, step):
         """What the memory keeps of a frame: only the search operands its protocol reads."""
         pr = self.protocol
-        e = _Ref(rows, labels)
+        e = _Ref(rows, labels, step)
         windowed = pr.window != "none"
         if not windowed or (step == 0 and pr.key_search == "global"):
             # the global-search operand: reduced precision for the joint top-k (re-scored in fp32),
@@ -247,6 +247,8 @@ class Propagator:
             e.regions = affinity.KeyRegions(feat, geo, torch.float32 if exact else self._dtype())
             if exact:
                 e.label_regions = affinity.row_regions(labels, geo)
+            if pr.roi_gap:
+                e.search = feat.float()   # long-term ROI search re-samples the feature map
         return e
 
     def _memory_labels(self, codec, soft, result, video, grid):
@@ -301,7 +303,7 @@ class Propagator:
             refs = [memory[s] for s in protocols.reference_steps(pr, step)]
             t0 = time.perf_counter()
             feat_rows = feat.t().contiguous()
-            soft = self._step(feat, feat_rows, refs, geo, grid, codec.channels)
+            soft = self._step(feat, feat_rows, refs, geo, grid, codec.channels, step)
             timings["affinity_ms"] = (time.perf_counter() - t0) * 1e3
             result = self._result(codec, soft.t().reshape(codec.channels, *grid), index, start, False, timings)
             keep = protocols.retained_steps(pr, step)
@@ -315,15 +317,21 @@ class Propagator:
     def _dtype(self):
         return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
-    def _step(self, feat, feat_rows, refs, geo, grid, channels) -> torch.Tensor:
-        """Soft labels [N, C] of one target from its references (refs[0] = the long-term keyframe)."""
+    def _step(self, feat, feat_rows, refs, geo, grid, channels, target=None) -> torch.Tensor:
+        """Soft labels [N, C] of one target (`target` steps after the keyframe) from its references
+        (refs[0] = the long-term keyframe)."""
         pr = self.protocol
         if pr.aggregate == "per_reference":
             return self._step_per_reference(feat, refs)
         if pr.topk == 0:
             compact = (pr.compact_sigma, pr.compact_threshold) if pr.affinity == "compact" else None
-            return affinity.window_softmax_multi(feat, [r.regions for r in refs], [r.label_regions for r in refs],
-                                                 geo, pr.temperature, compact)
+            far = [r for r in refs if pr.roi_gap and target is not None and target - r.step > pr.roi_gap]
+            near = [r for r in refs if not any(r is f for f in far)]
+            extra = [affinity.roi_window_partial(feat, r.search, r.labels, grid, int(pr.radius),
+                                                 protocols.roi_dilation(target - r.step, pr.roi_gap), pr.temperature)
+                     for r in far]
+            return affinity.window_softmax_multi(feat, [r.regions for r in near], [r.label_regions for r in near],
+                                                 geo, pr.temperature, compact, extra=extra)
         return self._step_joint(feat, feat_rows, refs, geo, grid, channels)
 
     def _step_per_reference(self, feat, refs) -> torch.Tensor:
@@ -398,8 +406,8 @@ class Propagator:
 class _Ref:
     """One reference frame in memory: feature rows [N, C] (fp32 re-scoring), labels [N, C], and the
     search operands its protocol needs (global: [C, N]; windowed: KeyRegions; MAST: label regions)."""
-    __slots__ = ("rows", "labels", "search", "regions", "label_regions")
+    __slots__ = ("rows", "labels", "step", "search", "regions", "label_regions")
 
-    def __init__(self, rows, labels):
-        self.rows, self.labels = rows, labels
+    def __init__(self, rows, labels, step=0):
+        self.rows, self.labels, self.step = rows, labels, step
         self.search = self.regions = self.label_regions = None

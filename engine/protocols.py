@@ -53,6 +53,8 @@ class Protocol:
     memory: str = "soft"            # "soft" | "hard"
     label_sampling: str = "bilinear"  # masks onto the grid: "bilinear" (CRW) | "nearest" (top-left pixel of a cell)
     decode: str = "argmax"          # "argmax" | "minmax" (per-channel min-max before argmax)
+    roi_gap: int = 0                # MAST: references more than this many frames back are searched around a
+                                    # soft-argmax offset from a dilated coarse window (0 = off)
     short_side: int = 0             # processing resolution: short side in pixels, 0 = native (then max_side/scale)
     size_multiple: int = 1          # with short_side: the long side is floored to a multiple of it (UVC)
 
@@ -84,6 +86,9 @@ class Protocol:
              or (self.window != "none" and self.key_search == "window"),
              "topk 0 (a softmax over every candidate) needs windowed search of every reference"),
             (self.window != "none" or self.key_search == "global", "window 'none' means global search"),
+            (self.roi_gap >= 0, "roi_gap must be >= 0"),
+            (self.roi_gap == 0 or _roi_applies(self),
+             "the long-term ROI search (roi_gap > 0) is MAST's: square windows, one softmax, no prior"),
         ]
         bad += [msg for ok, msg in checks if not ok]
         if bad:
@@ -100,10 +105,10 @@ PROTOCOLS: dict[str, Protocol] = {
     "crw": Protocol(),
     # MAST §4.3: references {0, 5, t-1, t-3, t-5}, square window R 12 on every reference, one softmax
     # over all windows of raw dot products, zero-scored border cells, hard one-hot memory sampled at
-    # the top-left pixel of each cell.  (The long-term ROI re-centring is not implemented.)
+    # the top-left pixel of each cell; references > 15 frames back through the ROI search.
     "mast": Protocol("mast", references="mast", context=0, key_copies=0, key_search="window", window="square",
                      radius=12.0, border="zero", topk=0, temperature=1.0, memory="hard",
-                     label_sampling="nearest"),
+                     label_sampling="nearest", roi_gap=15),
     # LIIR §8.3-8.4: MAST's protocol with R 14 and the compactness prior (no ROI search, as LIIR).
     "liir": Protocol("liir", references="mast", context=0, key_copies=0, key_search="window", window="square",
                      radius=14.0, border="zero", topk=0, temperature=1.0, affinity="compact", memory="hard",
@@ -129,6 +134,11 @@ def get(name: str) -> Protocol:
         return PROTOCOLS[name]
     except KeyError:
         raise ConfigError(None, f"unknown protocol {name!r} (known: {', '.join(NAMES)})") from None
+
+
+def roi_dilation(gap: int, roi_gap: int) -> int:
+    """MAST's coarse-window dilation for a reference `gap` frames back: min(4, gap // 15 + 1)."""
+    return min(4, gap // roi_gap + 1)
 
 
 def spec_protocol_name(spec) -> str:
@@ -170,7 +180,14 @@ def resolve(spec, params) -> Protocol:
     over = {f: getattr(params, f) for f in FIELDS if getattr(params, f, None) is not None}
     if getattr(params, "pad_context", None) is not None:
         over.setdefault("key_copies", -1 if params.pad_context else 0)
-    return replace(proto, **over).validate()
+    proto = replace(proto, **over)
+    if "roi_gap" not in over and proto.roi_gap and not _roi_applies(proto):
+        proto = replace(proto, roi_gap=0)   # an override left MAST's one-softmax scheme: no ROI search
+    return proto.validate()
+
+
+def _roi_applies(p: Protocol) -> bool:
+    return p.aggregate == "joint" and p.topk == 0 and p.affinity == "softmax" and p.window == "square"
 
 
 def reference_steps(proto: Protocol, step: int) -> list[int]:

@@ -239,6 +239,74 @@ def test_mast_follows_a_slide_inside_its_window():
         assert (got & want).sum() / (got | want).sum() > 0.6, r.index
 
 
+def bilinear(img, y, x):
+    """img [C, h, w] at continuous (y, x), zero outside (align_corners=True), by hand."""
+    c, h, w = img.shape
+    y0, x0 = math.floor(y), math.floor(x)
+    out = torch.zeros(c, dtype=torch.float64)
+    for yy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
+        for xx, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
+            if 0 <= yy < h and 0 <= xx < w:
+                out += wy * wx * img[:, yy, xx].double()
+    return out
+
+
+def test_mast_long_term_roi_matches_the_formula_and_joins_one_softmax():
+    g = torch.Generator().manual_seed(6)
+    h, w, r, d, c = 6, 7, 1, 2, 5
+    n = h * w
+    q = 2 * torch.randn(c, n, generator=g)
+    far_key, near_key = 2 * torch.randn(c, n, generator=g), 2 * torch.randn(c, n, generator=g)
+    far_lab, near_lab = (torch.softmax(torch.randn(n, 3, generator=g), 1) for _ in range(2))
+    kimg, limg = far_key.view(c, h, w), far_lab.t().reshape(3, h, w)
+    offs = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+    want = torch.zeros(n, 3, dtype=torch.float64)
+    for cell in range(n):
+        y, x = divmod(cell, w)
+        qc = q[:, cell].double()
+        coarse = torch.tensor([float(qc @ bilinear(kimg, y + d * dy, x + d * dx)) for dy, dx in offs], dtype=torch.float64)
+        a = torch.softmax(coarse, 0)
+        oy = d * sum(float(a[i]) * dy for i, (dy, dx) in enumerate(offs))
+        ox = d * sum(float(a[i]) * dx for i, (dy, dx) in enumerate(offs))
+        sc, lab = [], []
+        for dy, dx in offs:                                   # the ROI reference, re-sampled around q + o
+            sc.append(float(qc @ bilinear(kimg, y + oy + dy, x + ox + dx)))
+            lab.append(bilinear(limg, y + oy + dy, x + ox + dx))
+        for dy, dx in offs:                                   # a short-term reference, plain window
+            inside = 0 <= y + dy < h and 0 <= x + dx < w
+            sc.append(float(qc @ near_key[:, (y + dy) * w + x + dx].double()) if inside else 0.0)
+            lab.append(near_lab[(y + dy) * w + x + dx].double() if inside else torch.zeros(3, dtype=torch.float64))
+        want[cell] = torch.softmax(torch.tensor(sc, dtype=torch.float64), 0) @ torch.stack(lab)
+    geo = affinity.WindowGeometry.build(h, w, r, 3, "cpu", shape="square", border="zero")
+    part = affinity.roi_window_partial(q, far_key, far_lab, (h, w), r, d, chunk=5)
+    got = affinity.window_softmax_multi(q, [affinity.KeyRegions(near_key, geo, torch.float32)],
+                                        [affinity.row_regions(near_lab, geo)], geo, extra=[part])
+    assert torch.allclose(got.double(), want, atol=1e-5)
+    only = affinity.window_softmax_multi(q, [], [], geo, extra=[part])
+    assert torch.isfinite(only).all() and only.shape == (n, 3)      # the ROI reference alone
+
+
+def test_mast_reads_long_term_references_through_the_roi(monkeypatch):
+    prop, video = make(24, gain=3.0, protocol="mast")
+    calls = []
+    roi = affinity.roi_window_partial
+
+    def spy(query, key, labels, grid, radius, dilation, *a, **k):
+        # the texture repeats after W = 20 frames; long-term references are frames 0 and 5
+        calls.append((frame_of(key.t().contiguous(), prop.extractor, W), dilation, radius))
+        return roi(query, key, labels, grid, radius, dilation, *a, **k)
+
+    monkeypatch.setattr(affinity, "roi_window_partial", spy)
+    res = list(prop.run(video, {0: box_mask(2)}, start=0))
+    assert len(res) == 24
+    # gap > 15: frame 0 from target 16 on (dilation 2), frame 5 from target 21 on (dilation 2)
+    want = [(0, 2, 12)] * (21 - 16) + [x for t in range(21, 24) for x in ((0, 2, 12), (5, 2, 12))]
+    assert calls == want
+    assert protocols.roi_dilation(30, 15) == 3 and protocols.roi_dilation(90, 15) == 4
+    assert Propagator(Encoder(), PropagationParams(protocol="mast", topk=4), device="cpu",
+                      extractor=Scaled(3)).protocol.roi_gap == 0     # an override leaving MAST's scheme
+
+
 # -- UVC / ContrastCorr: per-reference global softmax, top-k unrenormalised, averaged ---------------
 
 def test_mutual_correlation_and_per_reference_topk_equal_the_formula():
