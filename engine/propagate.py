@@ -129,12 +129,12 @@ class Propagator:
         self.precision = precision
         # Batching frames does not pay on CPU (measured 55 vs 82 ms/frame, bf16, batch 1 vs 4).
         # A run reads each frame once, so a big feature cache only grows memory with video length
-        # (measured +572 MB at 2000 vs 100 frames with 512 MB); 64 MB keeps recent frames for
+        # (measured +572 MB at 2000 vs 100 frames with 512 MB, +66 MB with 64 MB); 32 MB keeps recent frames for
         # re-propagation after a correction and for the inspector.
         self.extractor = extractor or FeatureExtractor(encoder.to(self.device), device=str(self.device),
                                                        precision="fp32" if precision == "fp32" else "auto",
                                                        batch_size=1 if self.device.type == "cpu" else 4,
-                                                       cache_mb=64)
+                                                       cache_mb=32)
         self._geometry: dict = {}
 
     # -- public -------------------------------------------------------------------------------
