@@ -90,7 +90,8 @@ def main(argv=None) -> int:
           "Model step = forward + backward + Adam on a fixed batch of the `*-cpu` config's shape "
           f"(7x7 nodes of 32 px from 128 px frames, ResNet-18 to layer3), median of {a.steps} steps after a warm-up; "
           "data loading excluded. The 1-minute load average at the time is given: the machine was shared with "
-          "other work, so these are lower bounds of what an idle machine gives.", "",
+          "other work, so these are lower bounds of what an idle machine gives; with the 2 cores oversubscribed, "
+          "2 torch threads can come out slower than 1 (that is the load, not the code).", "",
           "| config | batch x frames | threads | precision | s/step | clips/s | load avg |", "|---|---|---:|---|---:|---:|---:|"]
     for r in rows:
         md.append(f"| {r['config']} | {r['batch']} x {r['frames_per_clip']} | {r['threads']} | {r['precision']} | "
