@@ -43,8 +43,11 @@ class ModelProvider:
             return self.params_override
         g = self.settings.get
         scale = g("propagation/scale") or (1.0 if device_type == "cuda" else 0.5)
-        return PropagationParams(topk=g("propagation/topk"), context=g("propagation/context"),
-                                 radius=g("propagation/radius"), temperature=g("propagation/temperature"),
+        # Unset values stay None so the engine applies the checkpoint's own protocol.
+        return PropagationParams(topk=g("propagation/topk") or None,
+                                 context=None if g("propagation/context") < 0 else g("propagation/context"),
+                                 radius=g("propagation/radius") or None,
+                                 temperature=g("propagation/temperature") or None,
                                  scale=min(1.0, max(0.05, scale))).validate()
 
     def __call__(self):

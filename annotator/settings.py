@@ -14,10 +14,11 @@ DEFAULTS = {
     "model/checkpoint": "",          # "" = the bundled default model (random weights until it exists)
     "model/device": "auto",          # auto | cpu | cuda
     "propagation/scale": 0.0,        # 0 = automatic: 1.0 on CUDA, 0.5 on CPU (interactive speed)
-    "propagation/topk": 10,
-    "propagation/context": 20,
-    "propagation/radius": 12.0,
-    "propagation/temperature": 0.05,
+    # 0 (context: -1) = the model's own protocol (CRW: 10, 20, 12, 0.05; MAST, STT, UVC differ).
+    "propagation/topk": 0,
+    "propagation/context": -1,
+    "propagation/radius": 0.0,
+    "propagation/temperature": 0.0,
     "propagation/auto_repropagate": False,
     "propagation/follow": True,      # the canvas follows the frame being propagated
     "propagation/extent": "next_keyframe",   # next_keyframe | end
