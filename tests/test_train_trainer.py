@@ -83,7 +83,7 @@ def test_affinity_propagate_opens_a_trained_checkpoint(clips, tmp_path):
     assert rc == 0 and len(list((tmp_path / "pred").glob("*.png"))) == 4
 
 
-@pytest.mark.parametrize("method", ["crw", pytest.param("jstg", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("method", ["crw", "jstg"])
 def test_resume_continues_exactly(clips, tmp_path, method):
     n = 2 if method == "crw" else 4            # N steps straight vs N/2 + resume + N/2
     extra = [f"train.ckpt_every={n // 2}", "train.save_initial=false"]
