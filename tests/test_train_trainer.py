@@ -162,3 +162,20 @@ def test_torchrun_two_gloo_processes_equal_one_process_with_accumulation(clips, 
     assert summary["steps"] == 3
     assert summary["max_abs_loss_diff_2proc_vs_accum2"] < 1e-5
     assert summary["max_abs_param_diff_2proc_vs_accum2"] < 1e-5
+
+
+def test_engine_save_checkpoint_extra_fields(tmp_path):
+    """The engine addition the trainer relies on: extra top-level fields, plain values only, no clash."""
+    from engine.models import random_encoder
+    from engine.models.checkpoints import save_checkpoint
+
+    enc = random_encoder("crw-r18-s8")
+    save_checkpoint(tmp_path / "a.pt", enc, "crw", extra={"train_state": {"step": 3, "t": torch.ones(2)}})
+    ck = read_checkpoint(tmp_path / "a.pt")
+    assert ck["train_state"]["step"] == 3 and torch.equal(ck["train_state"]["t"], torch.ones(2))
+    assert torch.equal(load_encoder(checkpoint=tmp_path / "a.pt").trunk.conv1.weight, enc.trunk.conv1.weight)
+    with pytest.raises(ConfigError, match="clashes"):
+        save_checkpoint(tmp_path / "b.pt", enc, "crw", extra={"step": 1})
+    with pytest.raises(ConfigError):
+        save_checkpoint(tmp_path / "c.pt", enc, "crw", extra={"x": object()})
+    assert not (tmp_path / "b.pt").exists() and not (tmp_path / "c.pt").exists()
