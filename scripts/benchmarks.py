@@ -41,9 +41,11 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--long", type=int, default=2000, help="frames of the long run for the memory check")
+    ap.add_argument("--threads", default="2", help="torch threads (1 when other jobs share the cores: "
+                                                   "2 threads on 2 busy cores thrash OpenMP)")
     ap.add_argument("--only", default=None, help="re-measure only configurations whose name contains this")
     args = ap.parse_args()
-    model = ["--random-init", "--threads", "2"]  # speed does not depend on the weights' values
+    model = ["--random-init", "--threads", args.threads]  # speed does not depend on the weights' values
     base = [str(DEMO), "--mask", str(MASK), "--frames", str(args.frames), *model]
     configs = [
         ("full protocol, 854x480, default precision (bf16 search + fp32 re-score)", base),
