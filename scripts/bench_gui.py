@@ -221,6 +221,8 @@ def main(argv=None) -> int:
         args.samples, args.prop_frames = 15, 16
     import tempfile
     import torch
+    from annotator.app import leave_a_core_for_the_ui
+    leave_a_core_for_the_ui()   # the thread setting affinity-annotate runs with
     app = QApplication.instance() or QApplication([])
     rng = np.random.default_rng(0)
     tmp = Path(tempfile.mkdtemp(prefix="bench-gui-"))
