@@ -41,6 +41,7 @@ def _main(args) -> int:
         schema = None
     else:
         schema, label = read_keypoints(args.keypoints, size=video.size)
+    from ..models import default_checkpoint_path
     encoder = common.encoder_from_args(args)
     prop = Propagator(encoder, common.params_from_args(args), device=args.device)
     directions = ["forward", "backward"] if args.both else ["backward" if args.backward else "forward"]
@@ -70,6 +71,8 @@ def _main(args) -> int:
     summary = {"video": str(args.video), "out": str(Path(args.out)), "keyframe": args.frame, "frames": frames,
                "seconds": round(elapsed, 3), "fps": round(frames / elapsed, 3) if elapsed else None,
                "device": str(prop.device), "precision": prop.precision, "model": encoder.spec.name,
+               "checkpoint": str(args.checkpoint) if args.checkpoint else
+               (None if args.random_init else str(default_checkpoint_path())),
                "confidence": {str(k): confidences[k] for k in sorted(confidences)}}
     common.write_json(args.json, summary)
     print(f"wrote {frames} frames to {args.out} in {elapsed:.1f} s ({summary['fps']} frames/s)", file=sys.stderr)
