@@ -20,6 +20,7 @@ from engine.labels import Keypoints
 
 from . import commands, tools
 from .overlay import OverlayCache, colour_table
+from .pixmaps import PixmapCache
 
 PICK_RADIUS_PX = 9        # screen pixels within which a click grabs a keypoint
 POINT_RADIUS_PX = 5
@@ -152,7 +153,7 @@ class CanvasView(QGraphicsView):
         self._lut = np.zeros(256, np.uint32)
         self._style = 0
         self._size = (0, 0)
-        self._rgb = None               # keep the frame buffer alive while its QImage is in use
+        self.pixmaps = PixmapCache()
         self._frame_error = None
         self._stroke = None            # working mask of a paint stroke
         self._stroke_last = None
@@ -171,6 +172,7 @@ class CanvasView(QGraphicsView):
         self.doc = doc
         self.overlays.clear()
         self._size = tuple(doc.video.size)
+        self.pixmaps.reset(self._size)
         self.scene().setSceneRect(QRectF(-0.25 * self._size[0], -0.25 * self._size[1],
                                          1.5 * self._size[0], 1.5 * self._size[1]))
         self.frame_index = -1
@@ -187,16 +189,15 @@ class CanvasView(QGraphicsView):
             self._cancel_edits()
         self.frame_index = i
         try:
-            rgb = self.doc.video.frame(i)
+            pixmap = self.pixmaps.get(i, self.doc.video.frame)
             self._frame_error = None
         except (AffinityError, OSError) as exc:
-            rgb = np.zeros((self._size[1], self._size[0], 3), np.uint8)
+            black = np.zeros((self._size[1], self._size[0], 3), np.uint8)
+            pixmap = QPixmap.fromImage(QImage(black.data, self._size[0], self._size[1], 3 * self._size[0],
+                                              QImage.Format_RGB888))
             self._frame_error = f"frame {i} cannot be decoded: {exc}"
             self.status_message.emit(self._frame_error)
-        self._rgb = np.ascontiguousarray(rgb)
-        h, w = self._rgb.shape[:2]
-        image = QImage(self._rgb.data, w, h, 3 * w, QImage.Format_RGB888)
-        self.frame_item.setPixmap(QPixmap.fromImage(image))
+        self.frame_item.setPixmap(pixmap)
         self.refresh_labels()
         if self._fit_pending:
             self.fit()

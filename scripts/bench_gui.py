@@ -90,11 +90,13 @@ def bench_scrub(app, w, rng, n_samples: int) -> dict:
     for i in rng.integers(0, n, n_samples):
         doc.video.set_cache_frames(0)          # empty it: every request decodes
         w.canvas.overlays.clear()
+        w.canvas.pixmaps.clear()
         doc.video.set_cache_frames(420)
         uncached_random.append(show(app, w, int(i)))
     doc.video.set_cache_frames(0)
     doc.video.set_cache_frames(420)
     w.canvas.overlays.clear()
+    w.canvas.pixmaps.clear()
     show(app, w, 0)
     for i in range(1, min(n, n_samples + 1)):  # dragging the timeline forward: sequential decode
         uncached_seq.append(show(app, w, i))
