@@ -5,9 +5,10 @@
 
 The split comes from `davis2016/sequences.json` ("tune": every fourth val sequence): no annotated DAVIS
 training sequence exists in ../shared, so the other 15 val sequences stay held out for the report.
-Starting from the CRW protocol (k 10, m 20, r 12, tau 0.05) at the CPU preview scale 0.5, each
+Starting from the CRW protocol (k 10, m 20, tau 0.05; radius: see START) at the CPU scale 0.5, each
 parameter in turn takes the value of its grid with the best tune-split J&F, the others held at their
-current best; then the native resolution is tried with the chosen values.  Every evaluation is one
+current best (a best value at the edge of its grid gets one more step outwards); then the native
+resolution is tried with the chosen values.  Every evaluation is one
 `affinity-evaluate` run, cached under --work by its options, so an interrupted tuning resumes.
 The result (every trial and the chosen values) goes to --out as JSON and Markdown.
 """
@@ -25,8 +26,11 @@ sys.path.insert(0, str(REPO))
 from engine.atomic import write_text  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
-START = {"topk": 10, "temperature": 0.05, "context": 20, "radius": 12.0, "scale": 0.5}
-GRID = {"topk": [5, 10, 20], "temperature": [0.02, 0.05, 0.1], "context": [10, 20], "radius": [8.0, 12.0, 16.0]}
+# Radius in feature cells at scale 1 (the engine searches radius x scale cells at a preview scale).  The
+# start is what the engine did at scale 0.5 before the radius followed the scale: CRW's 12 cells on the
+# half-resolution grid, i.e. 24 at scale 1.
+START = {"topk": 10, "temperature": 0.05, "context": 20, "radius": 24.0, "scale": 0.5}
+GRID = {"topk": [5, 10, 20], "temperature": [0.02, 0.05, 0.1], "context": [10, 20], "radius": [16.0, 24.0, 32.0]}
 FLAGS = {"topk": "--topk", "temperature": "--temperature", "context": "--context", "radius": "--radius",
          "scale": "--scale"}
 
@@ -56,6 +60,7 @@ def main() -> int:
     ap.add_argument("--work", default="/tmp/tune_propagation")
     ap.add_argument("--frames", type=int, default=None, help="first N frames per sequence (quick runs)")
     ap.add_argument("--no-native", action="store_true", help="skip the native-resolution trial")
+    ap.add_argument("--note", default="", help="a sentence added under the table (how the trials were run)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     seqs = json.loads((Path(a.davis) / "sequences.json").read_text())["tune"]
@@ -76,6 +81,12 @@ def main() -> int:
     trial(best)
     for name, values in GRID.items():
         scored = [trial({**best, name: v}) for v in values]
+        top = max(scored, key=lambda t: t["J&F-Mean"])["params"][name]
+        if top in (values[0], values[-1]) and name != "context":   # best at an edge: one step further
+            step = (values[1] - values[0]) / 2 if top == values[0] else (values[-1] - values[-2])
+            further = top - step if top == values[0] else top + step
+            if further > 0:
+                scored.append(trial({**best, name: type(top)(further)}))
         best = dict(max(scored, key=lambda t: t["J&F-Mean"])["params"])
     chosen = trial(best)
     if not a.no_native:
@@ -86,14 +97,18 @@ def main() -> int:
     write_text(a.out, json.dumps(doc, indent=1) + "\n")
     f = (lambda v: "–" if v is None else f"{v:.3f}")
     lines = [f"Tune split ({', '.join(seqs)}), {'all' if not a.frames else f'first {a.frames}'} frames; "
-             "coordinate descent from the CRW protocol at scale 0.5 (k, then tau, m, r), then native resolution "
-             "with the chosen values.", "",
+             "coordinate descent at scale 0.5 from CRW's values with the radius the engine used to keep at previews "
+             "(12 cells of the half-resolution grid = 24 at scale 1), in the order k, tau, m, r (an edge winner "
+             "gets one more step outwards); then native resolution with the chosen values. r is in feature "
+             "cells at scale 1 (r x 0.5 cells are searched at scale 0.5).", "",
              "| k | tau | m | r | scale | J&F | J | F | frames/s |", "|---|---|---|---|---|---|---|---|---|"]
     for t in trials:
         p = t["params"]
         mark = " **(chosen)**" if t is chosen else ""
         lines.append(f"| {p['topk']:g} | {p['temperature']:g} | {p['context']:g} | {p['radius']:g} | {p['scale']:g} | "
                      f"{f(t['J&F-Mean'])}{mark} | {f(t['J-Mean'])} | {f(t['F-Mean'])} | {f(t['frames_per_s'])} |")
+    if a.note:
+        lines += ["", a.note]
     write_text(Path(a.out).with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

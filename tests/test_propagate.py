@@ -142,3 +142,14 @@ def test_bad_labels_and_params_are_refused():
         PropagationParams(topk=0).validate()
     with pytest.raises(ConfigError):
         next(prop.run(video, {0: box_mask(2)}, start=0, direction="sideways"))
+
+
+def test_radius_keeps_its_reach_in_the_image_at_preview_scales():
+    """The radius is defined at scale 1: a preview at scale s searches radius x s cells (at least 1),
+    so the window covers the same part of the image; the other protocol values are untouched."""
+    from engine.models import random_encoder
+    enc = random_encoder("crw-r18-s8")
+    for scale, radius, want in ((1.0, None, 12.0), (0.5, None, 6.0), (0.25, 20.0, 5.0), (0.05, None, 1.0)):
+        p = Propagator(enc, PropagationParams(scale=scale, radius=radius), device="cpu")
+        assert p.protocol.radius == want and p.params.radius == want, (scale, radius)
+        assert p.protocol.topk == 10 and p.protocol.context == 20

@@ -31,7 +31,8 @@ def add_propagation_args(parser: argparse.ArgumentParser) -> None:
                    help="inference protocol (default: the one the model's spec names)")
     g.add_argument("--topk", type=int, default=None, help="top-k (protocol default; CRW 10)")
     g.add_argument("--context", type=int, default=None, help="short-term context frames (CRW 20)")
-    g.add_argument("--radius", type=float, default=None, help="search radius in feature cells (CRW 12)")
+    g.add_argument("--radius", type=float, default=None, help="search radius in feature cells at scale 1 (CRW 12); "
+                   "--scale s searches radius x s cells, the same reach in the image")
     g.add_argument("--temperature", type=float, default=None, help="scores are divided by it (CRW 0.05)")
     g.add_argument("--window", choices=["circle", "square", "none"], default=None,
                    help="short-term window: circle (dist < r), square (|dy|,|dx| <= r), none (global)")
