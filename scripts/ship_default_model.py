@@ -109,7 +109,7 @@ def main() -> int:
         f"{aug.get('frame_size', '?')} px, a 7x7 grid of {aug.get('patch_size', '?')} px patches, batch "
         f"{tr.get('batch_size', '?')}, Adam lr {cfg.get('optim', {}).get('lr', '?')}, walk temperature "
         f"{cfg.get('loss', {}).get('temperature', '?')}, edge dropout {cfg.get('loss', {}).get('edge_dropout', '?')}, "
-        f"bf16 autocast (curves: `docs/TRAINING.md`).",
+        f"bf16 autocast (curves: `docs/models/default-training-curves.png`; method notes: `docs/TRAINING.md`).",
         f"- **Propagation defaults stored in the model** (tuned on the `tune` split only): top-k {chosen['topk']:g}, "
         f"temperature {chosen['temperature']:g}, context {chosen['context']:g} frames, radius {chosen['radius']:g} "
         "feature cells. The CLIs and the app use them unless overridden.",
@@ -117,6 +117,9 @@ def main() -> int:
         "CRW (J&F 67.6 on DAVIS-2017 after days on a GPU on Kinetics): it was trained for under two hours on a "
         "2-core CPU on 21 short clips.",
         "", "## Measured quality", "",
+        "Every row through `affinity-evaluate` with the same settings (`scripts/model_table.py`). The frames/s "
+        "column comes from runs that shared the 2 cores with training or other evaluations; speed on an idle "
+        "machine is in BENCHMARKS.md.", "",
         *[Path(t).with_suffix(".md").read_text().strip() + "\n" for t in args.table],
         "## Propagation parameters (tune split only)", "", Path(args.tuning).with_suffix(".md").read_text().strip(), "",
         "## Limits", "",

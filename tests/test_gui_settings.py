@@ -19,7 +19,9 @@ def test_defaults_follow_the_models_protocol(tmp_path):
     params = provider(tmp_path).params("cpu")
     assert (params.topk, params.context, params.radius, params.temperature) == (None, None, None, None)
     crw = Propagator(random_encoder("crw-r18-s8"), params, device="cpu").params
-    assert (crw.protocol, crw.topk, crw.context, crw.radius, crw.temperature) == ("crw", 10, 20, 12.0, 0.05)
+    # CPU default scale 0.5: CRW's radius 12 (defined at scale 1) searches 6 cells of the half-size grid
+    assert params.scale == 0.5
+    assert (crw.protocol, crw.topk, crw.context, crw.radius, crw.temperature) == ("crw", 10, 20, 6.0, 0.05)
     mast = Propagator(random_encoder("mast-r18-s4"), params, device="cpu").params
     assert mast.protocol == "mast" and mast.topk != 10
 
