@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import (QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QPixmap)
+from PySide6.QtGui import (QBrush, QColor, QFont, QPainter, QPainterPath, QPen, QPixmap)
 from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsItem, QGraphicsPathItem, QGraphicsPixmapItem,
                                QGraphicsScene, QGraphicsView)
 
@@ -192,9 +192,8 @@ class CanvasView(QGraphicsView):
             pixmap = self.pixmaps.get(i, self.doc.video.frame)
             self._frame_error = None
         except (AffinityError, OSError) as exc:
-            black = np.zeros((self._size[1], self._size[0], 3), np.uint8)
-            pixmap = QPixmap.fromImage(QImage(black.data, self._size[0], self._size[1], 3 * self._size[0],
-                                              QImage.Format_RGB888))
+            pixmap = QPixmap(*self._size)
+            pixmap.fill(Qt.black)
             self._frame_error = f"frame {i} cannot be decoded: {exc}"
             self.status_message.emit(self._frame_error)
         self.frame_item.setPixmap(pixmap)

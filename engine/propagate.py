@@ -38,7 +38,7 @@ class PropagationParams:
     # Protocol fields: None = the protocol's value (engine/protocols.py; CRW: 10, 20, 12, 0.05, padded).
     topk: "int | None" = None
     context: "int | None" = None       # short-term frames (CRW --videoLen)
-    radius: "float | None" = None      # feature cells at scale 1 (circle: strict <, square: |d| <=); see Propagator
+    radius: "float | None" = None      # feature cells at scale 1 (circle: strict <, square: |d| <=); protocols.resolve
     temperature: "float | None" = None
     pad_context: "bool | None" = None  # CRW: short-term memory starts as copies of the keyframe
     precision: str = "auto"     # "fp32" exact; "bf16" = bf16 search + fp32 re-scoring of candidates
@@ -118,12 +118,6 @@ class Propagator:
                  extractor: "FeatureExtractor | None" = None):
         given = (params or PropagationParams()).validate()
         self.protocol = protocols.resolve(getattr(encoder, "spec", None), given)
-        if given.scale < 1 and self.protocol.window != "none":
-            # The radius is defined at the protocol's resolution; a preview at scale s has s times fewer
-            # cells per image side, so the same reach in the image is radius * s cells.  Keeping the
-            # cell count instead doubled the reach at 0.5: slower (2.9 vs 4.2 frames/s) and worse
-            # (tune-split J&F 0.541 vs 0.551 for the default model; docs/models/tuning.md).
-            self.protocol = replace(self.protocol, radius=max(1.0, self.protocol.radius * given.scale)).validate()
         # self.params shows the values in force (what benchmarks and the UI report).
         resolved = {f: getattr(self.protocol, f) for f in protocols.FIELDS if hasattr(given, f)}
         self.params = replace(given, protocol=self.protocol.name, pad_context=self.protocol.copies > 0, **resolved)

@@ -9,21 +9,22 @@ Starting from the CRW protocol (k 10, m 20, tau 0.05; radius: see START) at the 
 parameter in turn takes the value of its grid with the best tune-split J&F, the others held at their
 current best (a best value at the edge of its grid gets one more step outwards); then the native
 resolution is tried with the chosen values.  Every evaluation is one
-`affinity-evaluate` run, cached under --work by its options, so an interrupted tuning resumes.
+`affinity-evaluate` run (`model_table.evaluate`), cached under --work with its options, so an
+interrupted tuning resumes.
 The result (every trial and the chosen values) goes to --out as JSON and Markdown.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 from engine.atomic import write_text  # noqa: E402
+from model_table import evaluate as run_evaluate  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 # Radius in feature cells at scale 1 (the engine searches radius x scale cells at a preview scale).  The
@@ -40,15 +41,9 @@ def key(p: dict) -> str:
 
 
 def evaluate(model: list[str], p: dict, a, seqs: list[str]) -> dict:
-    out = Path(a.work) / key(p)
-    done = Path(str(out) + ".json")
-    if not done.exists():
-        cmd = [sys.executable, "-m", "engine.cli.evaluate", a.davis, *model, "--sequences", ",".join(seqs),
-               *[x for k in sorted(p) for x in (FLAGS[k], f"{p[k]:g}")], "--out", str(out), "--json", str(done)]
-        cmd += ["--frames", str(a.frames)] if a.frames else []
-        print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-    g = json.loads(done.read_text())
+    args = [a.davis, *model, "--sequences", ",".join(seqs), *[x for k in sorted(p) for x in (FLAGS[k], f"{p[k]:g}")]]
+    args += ["--frames", str(a.frames)] if a.frames else []
+    g = run_evaluate(args, Path(a.work) / key(p), reuse=True)
     return {"params": dict(p), **{c: g["global"][c] for c in ("J&F-Mean", "J-Mean", "F-Mean")},
             "frames_per_s": g.get("propagation", {}).get("total", {}).get("frames_per_s")}
 

@@ -30,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _main(args) -> int:
     from ..labels import read_keypoints, read_mask, write_mask, keypoints_to_dict
+    from ..models import default_checkpoint_path
     from ..propagate import Propagator
     from ..video import VideoSource
 
@@ -41,7 +42,6 @@ def _main(args) -> int:
         schema = None
     else:
         schema, label = read_keypoints(args.keypoints, size=video.size)
-    from ..models import default_checkpoint_path
     encoder = common.encoder_from_args(args)
     prop = Propagator(encoder, common.params_from_args(args), device=args.device)
     directions = ["forward", "backward"] if args.both else ["backward" if args.backward else "forward"]
