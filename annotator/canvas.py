@@ -154,6 +154,12 @@ class CanvasView(QGraphicsView):
         self._style = 0
         self._size = (0, 0)
         self.pixmaps = PixmapCache()
+        # Idle-time warming of the frames next to the one on screen, so that the next step of a
+        # scrub finds its pixmap and overlay ready (one frame per idle tick keeps the loop free).
+        self._warm_queue: list[int] = []
+        self._warm_timer = QTimer(self)
+        self._warm_timer.setInterval(0)
+        self._warm_timer.timeout.connect(self._warm_next)
         self._frame_error = None
         self._stroke = None            # working mask of a paint stroke
         self._stroke_last = None
@@ -171,6 +177,7 @@ class CanvasView(QGraphicsView):
     def set_document(self, doc) -> None:
         self.doc = doc
         self.overlays.clear()
+        self._warm_queue.clear()
         self._size = tuple(doc.video.size)
         self.pixmaps.reset(self._size)
         self.scene().setSceneRect(QRectF(-0.25 * self._size[0], -0.25 * self._size[1],
@@ -185,6 +192,7 @@ class CanvasView(QGraphicsView):
         """Put frame i on screen (decoded through the video's LRU cache) with its labels."""
         if self.doc is None:
             return
+        step = 1 if i >= self.frame_index else -1
         if i != self.frame_index:
             self._cancel_edits()
         self.frame_index = i
@@ -200,6 +208,32 @@ class CanvasView(QGraphicsView):
         self.refresh_labels()
         if self._fit_pending:
             self.fit()
+        self._schedule_warming(i, step)
+
+    def _schedule_warming(self, i: int, step: int) -> None:
+        n = len(self.doc.video)
+        ahead = [i + step * d for d in (1, 2, 3, 4)] + [i - step, i - 2 * step]
+        self._warm_queue = [j for j in ahead if 0 <= j < n]
+        self._warm_timer.start()
+
+    def pause_warming(self) -> None:
+        self._warm_queue.clear()
+        self._warm_timer.stop()
+
+    def _warm_next(self) -> None:
+        """Render one queued neighbour's pixmap and overlay if its pixels are already decoded
+        (decoding is left to the frame request itself: it may seek)."""
+        while self._warm_queue and self.doc is not None:
+            j = self._warm_queue.pop(0)
+            if j in self.pixmaps or not self.doc.video.is_cached(j):
+                continue
+            try:
+                self.pixmaps.get(j, self.doc.video.frame)
+                self._overlay_for(j)
+            except (AffinityError, OSError, IndexError):
+                continue
+            return
+        self._warm_timer.stop()
 
     def refresh_labels(self) -> None:
         self.refresh_mask()
@@ -211,14 +245,15 @@ class CanvasView(QGraphicsView):
             return
         if self._stroke is not None:
             return    # the stroke's working copy is on screen until it is committed
-        mask = self.doc.session.label(self.frame_index) if self.state.overlay_visible else None
+        self.overlay_item.set_overlay(self._overlay_for(self.frame_index), self._size)
+
+    def _overlay_for(self, i: int):
+        """The (cached) overlay image of frame i's mask, faded when stale; None when nothing shows."""
+        mask = self.doc.session.label(i) if self.state.overlay_visible else None
         if mask is None:
-            self.overlay_item.set_overlay(None, self._size)
-            return
-        lut = self._lut
-        if self.doc.session.provenance(self.frame_index, "mask").kind == "stale":
-            lut = self._stale_lut
-        self.overlay_item.set_overlay(self.overlays.get(self.frame_index, mask, lut, self._style), self._size)
+            return None
+        lut = self._stale_lut if self.doc.session.provenance(i, "mask").kind == "stale" else self._lut
+        return self.overlays.get(i, mask, lut, self._style)
 
     def refresh_keypoints(self) -> None:
         if self.doc is None or self.frame_index < 0:

@@ -511,6 +511,7 @@ class MainWindow(QMainWindow):
 
     def _schedule_frame(self, _i: int) -> None:
         # Coalesce: a fast drag on the timeline asks for many frames; only the last one is drawn.
+        self.canvas.pause_warming()       # the requested frame goes first
         if not self._pending_frame:
             self._pending_frame = True
             QTimer.singleShot(0, self._show_frame_now)

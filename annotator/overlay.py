@@ -1,6 +1,7 @@
 """Label overlays: an id mask turned into a premultiplied ARGB image through a 256-entry lookup
-table, rendered only for the frame on screen and kept in a small LRU (scrubbing back and forth
-re-uses them); a paint stroke updates just its dirty rectangle of the image in place."""
+table, kept in a byte-bounded LRU (scrubbing back and forth re-uses them, and the canvas warms the
+neighbours of the frame on screen in idle time); a paint stroke updates just its dirty rectangle of
+the image in place."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -8,7 +9,7 @@ from collections import OrderedDict
 import numpy as np
 from PySide6.QtGui import QImage
 
-LRU_SIZE = 24
+BUDGET_BYTES = 128 * 2 ** 20
 
 
 def colour_table(objects: dict, opacity: float, hidden=frozenset()) -> np.ndarray:
@@ -37,23 +38,37 @@ class OverlayImage:
 
 
 class OverlayCache:
-    def __init__(self, size: int = LRU_SIZE):
+    """Overlay images by frame, at most `budget_bytes` of them (at least 2)."""
+
+    def __init__(self, budget_bytes: int = BUDGET_BYTES):
         self._items: OrderedDict = OrderedDict()
-        self._size = size
+        self.budget = budget_bytes
+        self._bytes = 0
 
     def get(self, frame: int, mask: np.ndarray, lut: np.ndarray, style: int) -> OverlayImage:
-        # The session never edits a stored mask in place, so its identity names its content.
-        key = (frame, id(mask), style)
+        # The session never edits a stored mask in place, so its identity names its content; the
+        # table's identity tells a stale (faded) rendering from a current one.
+        key = (frame, id(mask), id(lut), style)
         item = self._items.get(frame)
-        if item is not None and item[0] == key and item[2] is mask:
+        if item is not None and item[0] == key and item[2] is mask and item[3] is lut:
             self._items.move_to_end(frame)
             return item[1]
+        if item is not None:
+            self._bytes -= item[1].buffer.nbytes
         img = OverlayImage(mask, lut)
-        self._items[frame] = (key, img, mask)
+        self._items[frame] = (key, img, mask, lut)
         self._items.move_to_end(frame)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
+        self._bytes += img.buffer.nbytes
+        while self._bytes > self.budget and len(self._items) > 2:
+            self._bytes -= self._items.popitem(last=False)[1][1].buffer.nbytes
         return img
+
+    def __contains__(self, frame: int) -> bool:
+        return frame in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def clear(self) -> None:
         self._items.clear()
+        self._bytes = 0

@@ -38,5 +38,8 @@ class PixmapCache:
             self._items.popitem(last=False)
         return pix
 
+    def __contains__(self, index: int) -> bool:
+        return index in self._items
+
     def __len__(self) -> int:
         return len(self._items)

@@ -134,6 +134,11 @@ class VideoSource:
             while len(self._cache) > self._cache_frames:
                 self._cache.popitem(last=False)
 
+    def is_cached(self, i: int) -> bool:
+        """Whether frame i would come from the cache (no decode): lets a UI warm only what is cheap."""
+        with self._lock:
+            return int(i) in self._cache
+
     def set_cache_frames(self, n: int) -> None:
         """Change the LRU cache's capacity (frames); a caller that knows the frame size can bound
         it in bytes (a 4K frame is 25 MB, a 480p one 1.2 MB)."""
