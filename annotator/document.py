@@ -7,11 +7,14 @@ session goes through `commands.py` so it lands on the undo stack.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
+from engine import atomic
+from engine.errors import ProjectError
 from engine.labels import KeypointSchema, object_ids, read_keypoints, read_mask
 from engine.session import AnnotationSession
 from engine.video import VideoSource
@@ -123,12 +126,46 @@ class Document(QObject):
         self.mark_changed()
         self.changed.emit("schema", range(0))
 
+    # -- the project's own model (adapted to this video) -----------------------------------------
+    def model_path(self) -> "Path | None":
+        """The checkpoint this project propagates with, when it has its own (session setting
+        `model`, relative to the project folder once saved); None = the app's model setting."""
+        value = self.session.settings.get("model")
+        if not value:
+            return None
+        p = Path(value)
+        if not p.is_absolute() and self.project_dir is not None:
+            p = self.project_dir / p
+        return p
+
+    def set_model(self, path: "Path | None") -> None:
+        rel = None
+        if path is not None:
+            path = Path(path)
+            inside = self.project_dir is not None and path.parent.resolve() == (self.project_dir / "models").resolve()
+            rel = f"models/{path.name}" if inside else str(path)
+        self.session.update_settings(model=rel)
+
     # -- saving ---------------------------------------------------------------------------------
     def save(self, folder=None) -> Path:
         folder = Path(folder) if folder else self.project_dir
         if folder is None:
             raise ValueError("no project folder yet: use save(folder)")
-        self.session.save(folder)       # atomic (staged folder swapped in); drops the autosave
+        model = self.model_path()
+        outside = model is not None and model.parent.resolve() != (folder / "models").resolve()
+        if outside:   # the project keeps its own copy of its adapted model
+            if not model.is_file():
+                raise ProjectError(model, "the project's model file is missing; cannot save it into the project")
+            self.session.update_settings(model=f"models/{model.name}")
+        try:
+            self.session.save(folder)       # atomic (staged folder swapped in); drops the autosave
+        except Exception:
+            if outside:
+                self.session.update_settings(model=str(model))
+            raise
+        if outside:
+            (folder / "models").mkdir(exist_ok=True)
+            atomic.write_with(folder / "models" / model.name, lambda tmp: shutil.copyfile(model, tmp))
         self.project_dir = folder
         self.undo.setClean()
         self._unsaved_extra = False

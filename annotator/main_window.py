@@ -19,6 +19,7 @@ from engine.errors import AffinityError
 from engine.labels import read_mask
 
 from . import commands
+from .adaptation import AdaptationController
 from .canvas import CanvasView
 from .dialogs import ErrorReporter, SchemaDialog, SettingsDialog, ShortcutsDialog
 from .document import Document, is_project
@@ -70,6 +71,8 @@ class MainWindow(QMainWindow):
         self.keypoints_dock = self._dock("Keypoints", self.keypoints_panel)
 
         self.propagation = PropagationController(self.settings, self)
+        self.adaptation = AdaptationController(self.settings, self.propagation, self)
+        self.propagation.gate = self.adaptation.gate
         self.autosaver = Autosaver(self.registry, self.settings.get("autosave/interval_s"), self)
         self.exports = ExportRunner(self)
         self.play_timer = QTimer(self)
@@ -102,7 +105,7 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(False)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setVisible(False)
-        self.cancel_button.clicked.connect(self.cancel_propagation)
+        self.cancel_button.clicked.connect(self.cancel_running)
         bar.addWidget(self.message, 1)
         bar.addPermanentWidget(self.model_note)
         bar.addPermanentWidget(self.progress)
@@ -133,6 +136,10 @@ class MainWindow(QMainWindow):
         a("edit.redo", "&Redo", self.redo)
         a("edit.clear_frame", "&Clear this keyframe", self.clear_keyframe)
         a("edit.settings", "&Settings…", self.settings_dialog)
+        a("model.adapt", "&Adapt model to this video", self.adapt_model,
+          tip="Fine-tune the model on this video's own frames (self-supervised), then propagate with it")
+        a("model.use_app_model", "Use the app's &model again", self.use_app_model)
+        a("propagate.outdated", "Re-propagate frames of &earlier models", self.repropagate_outdated)
         a("view.zoom_in", "Zoom &in", lambda: self.canvas.zoom(1.25))
         a("view.zoom_out", "Zoom &out", lambda: self.canvas.zoom(0.8))
         a("view.fit", "&Fit to window", self.canvas.fit)
@@ -222,12 +229,19 @@ class MainWindow(QMainWindow):
             m.addSeparator() if aid is None else m.addAction(self.actions[aid])
         m = mb.addMenu("&Propagate")
         for aid in ("propagate.forward", "propagate.backward", "propagate.both", None, "propagate.stale",
-                    "propagate.all", None, "propagate.cancel"):
+                    "propagate.outdated", "propagate.all", None, "propagate.cancel"):
             m.addSeparator() if aid is None else m.addAction(self.actions[aid])
         self.auto_action = m.addAction("Re-propagate &automatically after corrections")
         self.auto_action.setCheckable(True)
         self.auto_action.setChecked(self.settings.get("propagation/auto_repropagate"))
         self.auto_action.toggled.connect(lambda on: self.settings.set("propagation/auto_repropagate", on))
+        m = mb.addMenu("&Model")
+        m.addAction(self.actions["model.adapt"])
+        self.auto_adapt_action = m.addAction("Adapt &before the first propagation")
+        self.auto_adapt_action.setCheckable(True)
+        self.auto_adapt_action.setChecked(self.settings.get("adapt/auto"))
+        self.auto_adapt_action.toggled.connect(lambda on: self.settings.set("adapt/auto", on))
+        m.addAction(self.actions["model.use_app_model"])
         m = mb.addMenu("&Help")
         m.addAction(self.actions["help.shortcuts"])
 
@@ -293,6 +307,12 @@ class MainWindow(QMainWindow):
         p.ended.connect(self._on_propagation_ended)
         p.failed.connect(self._on_propagation_failed)
         p.note.connect(self.model_note.setText)
+        ad = self.adaptation
+        ad.started.connect(self._on_adapt_started)
+        ad.progress.connect(self._on_adapt_progress)
+        ad.ended.connect(self._on_adapt_ended)
+        ad.failed.connect(self.errors.show)
+        ad.model_changed.connect(self._on_model_changed)
         self.autosaver.failed.connect(self.message.setText)
         self.exports.done.connect(self._on_export_done)
         self.exports.failed.connect(self.errors.show)
@@ -315,6 +335,8 @@ class MainWindow(QMainWindow):
         self.keypoints_panel.set_document(doc)
         self.propagation.set_document(doc)
         self.propagation.auto_layer = self.state.layer
+        self.adaptation.set_document(doc)
+        self._on_model_changed(self.propagation.models.tag())
         self.autosaver.attach(doc)
         self._attach_inspector()
         self._show_frame_now()
@@ -329,6 +351,9 @@ class MainWindow(QMainWindow):
         old, self.doc = self.doc, None
         if old is None:
             return
+        self.adaptation.cancel()
+        self.adaptation.wait(30000)
+        self.adaptation.set_document(None)
         self.propagation.detach()
         self.propagation.wait(30000)
         self.autosaver.detach(discard=True)
@@ -615,6 +640,53 @@ class MainWindow(QMainWindow):
     def cancel_propagation(self) -> None:
         self.propagation.cancel()
 
+    def cancel_running(self) -> None:
+        """The status bar's Cancel: the adaptation if one runs, else the propagation."""
+        if self.adaptation.busy:
+            self.adaptation.cancel()
+        else:
+            self.propagation.cancel()
+
+    # -- the model --------------------------------------------------------------------------------
+    def adapt_model(self) -> bool:
+        return self.doc is not None and self.adaptation.adapt()
+
+    def use_app_model(self) -> None:
+        if self.doc is not None and self.doc.model_path() is not None:
+            self.doc.set_model(None)
+            self._on_model_changed(self.propagation.models.tag())
+
+    def repropagate_outdated(self) -> bool:
+        return self.doc is not None and self.propagation.repropagate_outdated(self.state.layer)
+
+    def _on_model_changed(self, tag: str) -> None:
+        self.timeline.set_current_model(tag)
+        own = self.doc is not None and self.doc.model_path() is not None
+        self.actions["model.use_app_model"].setEnabled(own)
+        self.model_note.setText(f"model: {tag}" if own else self.model_note.text())
+
+    def _on_adapt_started(self, budget: float) -> None:
+        self.progress.setRange(0, max(1, int(budget * 10)))
+        self.progress.setValue(0)
+        self.progress.setFormat("adapting…")
+        self.progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.actions["model.adapt"].setEnabled(False)
+        self.message.setText(f"Adapting the model to this video ({budget:.0f} s)…")
+
+    def _on_adapt_progress(self, step: int, loss: float, elapsed: float, budget: float) -> None:
+        self.progress.setValue(min(self.progress.maximum(), int(elapsed * 10)))
+        left = max(0.0, budget - elapsed)
+        self.progress.setFormat(f"adapting: {left:.0f} s left")
+        self.message.setText(f"Adapting the model to this video: step {step}, loss {loss:.3f}, {left:.0f} s left")
+
+    def _on_adapt_ended(self, text: str) -> None:
+        self.actions["model.adapt"].setEnabled(True)
+        if not self.propagation.running:
+            self.progress.setVisible(False)
+            self.cancel_button.setVisible(False)
+        self.message.setText(text)
+
     def _on_propagation_started(self, text: str, total: int) -> None:
         self._follow_head = True
         self.propagation.auto_layer = self.state.layer
@@ -709,7 +781,7 @@ class MainWindow(QMainWindow):
         if self.inspector is None or self.doc is None:
             return
         try:
-            propagator, note = self.propagation.models()   # shares the propagator's feature cache
+            propagator, note, _ = self.propagation.models()   # shares the propagator's feature cache
         except AffinityError as exc:
             self.errors.show("Cannot load the model for the inspector", str(exc))
             self.inspector.set_source(None, None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -37,6 +38,7 @@ class ModelProvider:
         self._propagator = None
         self.note = ""
         self.params_override: "PropagationParams | None" = None   # tests and benchmarks
+        self.project_model = lambda: None    # the open project's own model (adapted), if any
 
     def params(self, device_type: str) -> PropagationParams:
         if self.params_override is not None:
@@ -50,11 +52,23 @@ class ModelProvider:
                                  temperature=g("propagation/temperature") or None,
                                  scale=min(1.0, max(0.05, scale))).validate()
 
+    def checkpoint(self) -> str:
+        """The checkpoint propagation uses: the project's own (adapted) model, else the app setting
+        ("" = the bundled model)."""
+        own = self.project_model()
+        return str(own) if own else self.settings.get("model/checkpoint")
+
+    def tag(self) -> str:
+        """Short name of the model in use, recorded with every propagated frame."""
+        checkpoint = self.checkpoint()
+        return Path(checkpoint).name if checkpoint else "bundled default"
+
     def __call__(self):
+        """(propagator, note, model tag), built once per model, device and parameters."""
         import torch
         device = self.settings.get("model/device")
         dtype = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
-        checkpoint = self.settings.get("model/checkpoint")
+        checkpoint = self.checkpoint()
         params = self.params(dtype)
         key = (checkpoint, device, repr(params))
         with self._lock:
@@ -62,7 +76,7 @@ class ModelProvider:
                 encoder, self.note = self._encoder(checkpoint)
                 self._propagator = Propagator(encoder, params, device=device)
                 self._key = key
-            return self._propagator, self.note
+            return self._propagator, self.note, self.tag()
 
     _shared: dict = {}   # encoders by checkpoint, shared by every window of the process
 
@@ -125,11 +139,13 @@ class PropagationController(QObject):
         self._auto.timeout.connect(self.repropagate_stale)
         self.auto_layer = "mask"
         self.first_result_at = None      # perf_counter of the first applied result of the run
+        self.gate = None                 # gate(run_later) -> True when it deferred the run (adapt first)
 
     # -- document -------------------------------------------------------------------------------
     def set_document(self, doc) -> None:
         self.detach()
         self.doc = doc
+        self.models.project_model = doc.model_path
         doc.before_edit.append(self._before_edit)
         doc.undo.indexChanged.connect(self._after_edit)
 
@@ -174,6 +190,17 @@ class PropagationController(QObject):
             return False
         return self.start(segs, "Re-propagate stale frames", layer)
 
+    def repropagate_outdated(self, layer: "str | None" = None) -> bool:
+        """Re-run the frames an earlier model made (e.g. before adapting the model to this video)."""
+        layer = layer or self.auto_layer
+        if self.doc is None:
+            return False
+        segs = self.doc.session.plan_outdated(self.models.tag(), layer)
+        if not segs:
+            self.ended.emit(f"Every propagated frame already comes from {self.models.tag()}")
+            return False
+        return self.start(segs, "Re-propagate frames of earlier models", layer)
+
     def propagate_all(self, layer: str) -> bool:
         segs = self.doc.session.plan_all(layer)
         if not segs:
@@ -188,6 +215,8 @@ class PropagationController(QObject):
         return f"Nothing to propagate {direction} from frame {frame}"
 
     def start(self, segments, description: str, layer: str) -> bool:
+        if self.gate is not None and self.gate(lambda: self.start(segments, description, layer)):
+            return True
         self.seal()
         run = {"segments": list(segments), "description": description, "layer": layer,
                "total": sum(len(s) for s in segments), "done": 0, "applied": 0,
@@ -213,7 +242,9 @@ class PropagationController(QObject):
         self.started.emit(run["description"], run["total"])
 
     # -- results --------------------------------------------------------------------------------
-    def _on_model(self, generation: int, note: str) -> None:
+    def _on_model(self, generation: int, note: str, tag: str) -> None:
+        if self._run is not None and generation == self._run["generation"]:
+            self._run["model"] = tag or None
         if note and generation == self.generation:
             self.note.emit(note)
 
@@ -225,7 +256,7 @@ class PropagationController(QObject):
         if run is None or generation != run["generation"]:
             return
         run["done"] += 1
-        if self.doc.session.apply_result(result, segment=segment):
+        if self.doc.session.apply_result(result, segment=segment, model=run.get("model")):
             run["applied"] += 1
             if self.first_result_at is None:
                 self.first_result_at = time.perf_counter()

@@ -22,6 +22,8 @@ DEFAULTS = {
     "propagation/auto_repropagate": False,
     "propagation/follow": True,      # the canvas follows the frame being propagated
     "propagation/extent": "next_keyframe",   # next_keyframe | end
+    "adapt/seconds": 0.0,            # 0 = automatic: 60 s on CPU, 15 s on a GPU
+    "adapt/auto": False,             # adapt the model to the video before its first propagation
     "timeline/low_confidence": 0.5,
     "autosave/interval_s": 60,
     "view/opacity": 0.5,

@@ -19,9 +19,11 @@ STATUS_RGBA = np.array([
     (80, 190, 100, 255),     # propagated
     (235, 110, 50, 255),     # stale
 ], np.uint8)
+OLDER_MODEL_RGBA = np.array([(0, 0, 0, 0), (175, 110, 235, 255)], np.uint8)
 CURVE_COLOUR = (120, 180, 255)
 REDRAW_MS = 40
 STRIP = (-0.32, 0.2)         # y and height of the status strip under the curve
+MODEL_STRIP = (-0.42, 0.08)  # under it: frames made by another model than the one in use
 
 
 class ScrubViewBox(pg.ViewBox):
@@ -60,15 +62,17 @@ class TimelineWidget(QWidget):
         self.plot.hideButtons()
         self.plot.getAxis("left").setTicks([[(0, "0"), (0.5, ".5"), (1, "1")]])
         self.plot.getAxis("left").setWidth(28)
-        self.plot.setYRange(STRIP[0] - 0.02, 1.05, padding=0)
+        self.plot.setYRange(MODEL_STRIP[0] - 0.02, 1.05, padding=0)
         self.strip = pg.ImageItem(axisOrder="col-major")
+        self.model_strip = pg.ImageItem(axisOrder="col-major")
+        self.current_model: "str | None" = None
         self.curve = pg.PlotDataItem(pen=pg.mkPen(CURVE_COLOUR, width=1.5), connect="finite")
         self.keymarks = pg.ScatterPlotItem(symbol="t", size=9, brush=pg.mkBrush(*STATUS_RGBA[1][:3]),
                                            pen=pg.mkPen(0, 0, 0))
         self.threshold = pg.InfiniteLine(pos=self.low_confidence, angle=0,
                                          pen=pg.mkPen((200, 200, 200, 90), style=pg.QtCore.Qt.DashLine))
         self.cursor = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen((255, 255, 255), width=1.5))
-        for item in (self.strip, self.curve, self.threshold, self.keymarks, self.cursor):
+        for item in (self.strip, self.model_strip, self.curve, self.threshold, self.keymarks, self.cursor):
             self.plot.addItem(item)
         self.view.scrubbed.connect(self._on_scrub)
         legend = QLabel(self._legend_html())
@@ -91,6 +95,8 @@ class TimelineWidget(QWidget):
         parts = [f'<span style="color: rgb{tuple(int(c) for c in STATUS_RGBA[i][:3])}">&#9632;</span> {n}'
                  for i, n in enumerate(names)]
         parts.append(f'<span style="color: rgb{CURVE_COLOUR}">&#9472;</span> confidence')
+        parts.append(f'<span style="color: rgb{tuple(int(c) for c in OLDER_MODEL_RGBA[1][:3])}">&#9644;</span> '
+                     'made by an earlier model')
         return "&nbsp;&nbsp;".join(parts)
 
     # -- data -----------------------------------------------------------------------------------
@@ -111,6 +117,18 @@ class TimelineWidget(QWidget):
         self.low_confidence = float(value)
         self.threshold.setValue(self.low_confidence)
 
+    def set_current_model(self, tag: "str | None") -> None:
+        """The model propagation uses now; frames another model made get a mark under the strip."""
+        self.current_model = tag
+        self.redraw()
+
+    def older_model_frames(self) -> np.ndarray:
+        """Bool per frame: propagated or stale, by another model than the current one."""
+        models = self.session.model_array(self.layer)
+        tags = self.session.model_tags
+        current = tags.index(self.current_model) if self.current_model in tags else -2
+        return (models >= 0) & (models != current)
+
     def mark_dirty(self) -> None:
         if not self._redraw.isActive():
             self._redraw.start()
@@ -125,6 +143,9 @@ class TimelineWidget(QWidget):
         rgba = STATUS_RGBA[status.astype(np.intp)][:, None, :]
         self.strip.setImage(rgba, autoLevels=False, levels=None)
         self.strip.setRect(-0.5, STRIP[0], self.n, STRIP[1])
+        older = OLDER_MODEL_RGBA[self.older_model_frames().astype(np.intp)][:, None, :]
+        self.model_strip.setImage(older, autoLevels=False, levels=None)
+        self.model_strip.setRect(-0.5, MODEL_STRIP[0], self.n, MODEL_STRIP[1])
         x = np.arange(self.n, dtype=np.float64)
         conf[status == 1] = np.nan      # keyframes are certain by definition: no spike in the curve
         self.curve.setData(x, conf)

@@ -23,7 +23,7 @@ IN_FLIGHT = 4
 
 
 class PropagationWorker(QObject):
-    model_ready = Signal(int, str)              # generation, note about the model (empty if none)
+    model_ready = Signal(int, str, str)         # generation, note about the model (empty if none), model tag
     result = Signal(int, object, object)        # generation, Segment, FrameResult
     finished = Signal(int, bool)                # generation, cancelled
     failed = Signal(int, str, str)              # generation, title, message
@@ -48,8 +48,8 @@ class PropagationWorker(QObject):
     @Slot()
     def run(self) -> None:
         try:
-            propagator, note = self.make_propagator()
-            self.model_ready.emit(self.generation, note)
+            propagator, note, tag = self.make_propagator()
+            self.model_ready.emit(self.generation, note, tag)
             for segment in self.segments:
                 if self.cancel.is_set():
                     break

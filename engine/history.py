@@ -33,6 +33,7 @@ class LayerState:
     status: np.ndarray                   # int8, codes of session.KINDS
     source: np.ndarray                   # int64, -1 where none
     conf: np.ndarray                     # float32, NaN where empty
+    model: np.ndarray                    # int16, index into session.model_tags, -1 where none
     labels: dict = field(default_factory=dict)   # frame -> label (references, never copies)
     keys: tuple = ()
     objects: "dict | None" = None
@@ -61,14 +62,14 @@ def capture(session: AnnotationSession, layer: "str | None" = None) -> LayerStat
     with session._lock:
         L = session._layer(name)
         return LayerState(name, np.arange(len(session)), L.status.copy(), L.source.copy(), L.conf.copy(),
-                          dict(L.labels), tuple(L.keys), session.objects if name == "mask" else None)
+                          L.model.copy(), dict(L.labels), tuple(L.keys), session.objects if name == "mask" else None)
 
 
 def diff(before: LayerState, after: LayerState) -> Change:
     """The frames that differ between two whole-layer captures, as a pair of small states."""
     if before.layer != after.layer:
         raise ValueError(f"captures of different layers ({before.layer}, {after.layer})")
-    changed = (before.status != after.status) | (before.source != after.source) \
+    changed = (before.status != after.status) | (before.source != after.source) | (before.model != after.model) \
         | ~((before.conf == after.conf) | (np.isnan(before.conf) & np.isnan(after.conf)))
     for i in set(before.labels) | set(after.labels):
         if before.labels.get(i) is not after.labels.get(i):
@@ -78,7 +79,7 @@ def diff(before: LayerState, after: LayerState) -> Change:
 
 
 def _subset(s: LayerState, idx: np.ndarray) -> LayerState:
-    return LayerState(s.layer, idx, s.status[idx], s.source[idx], s.conf[idx],
+    return LayerState(s.layer, idx, s.status[idx], s.source[idx], s.conf[idx], s.model[idx],
                       {int(i): s.labels[int(i)] for i in idx if int(i) in s.labels}, s.keys, s.objects)
 
 
@@ -91,6 +92,7 @@ def restore(session: AnnotationSession, state: LayerState) -> None:
             session._emit("objects", range(len(session)))
         for j, i in enumerate(state.frames.tolist()):
             L.status[i], L.source[i], L.conf[i] = state.status[j], state.source[j], state.conf[j]
+            L.model[i] = state.model[j]
             label = state.labels.get(i)
             if label is not L.labels.get(i):
                 if label is None:

@@ -95,9 +95,10 @@ def _snapshot(session: AnnotationSession) -> dict:
     # Labels are never modified in place, so references are a consistent copy; the slow writing
     # then runs without the lock and a worker can keep applying results meanwhile.
     with session._lock:
-        snap = {"clock": session._clock, "objects": session.objects, "settings": dict(session._settings)}
+        snap = {"clock": session._clock, "objects": session.objects, "settings": dict(session._settings),
+                "model_tags": list(session._model_tags)}
         for name, layer in session._layers.items():
-            snap[name] = {"status": layer.status.copy(), "source": layer.source.copy(),
+            snap[name] = {"status": layer.status.copy(), "source": layer.source.copy(), "model": layer.model.copy(),
                           "conf": layer.conf.copy(), "labels": dict(layer.labels),
                           "rev": dict(layer.rev), "keys": list(layer.keys)}
         if session._fingerprint is None:
@@ -152,13 +153,17 @@ def _link_tree(src: Path, dst: Path) -> None:
         raise ProjectError(src, "cannot be carried over into the saved project folder")
 
 
-def _entries(snap: dict) -> list[dict]:
+def _entries(snap: dict, tags=()) -> list[dict]:
     out = []
     for i in np.flatnonzero(snap["status"] != EMPTY):
         code = int(snap["status"][i])
-        out.append({"frame": int(i), "kind": KINDS[code],
-                    "source": int(snap["source"][i]) if code in (PROPAGATED, STALE) else None,
-                    "confidence": float(snap["conf"][i])})
+        e = {"frame": int(i), "kind": KINDS[code],
+             "source": int(snap["source"][i]) if code in (PROPAGATED, STALE) else None,
+             "confidence": float(snap["conf"][i])}
+        m = int(snap["model"][i])
+        if code in (PROPAGATED, STALE) and 0 <= m < len(tags):
+            e["model"] = tags[m]
+        out.append(e)
     return out
 
 
@@ -176,7 +181,7 @@ def _project_doc(session: AnnotationSession, snap: dict, target: Path) -> dict:
         "keypoint_schema": None if session.schema is None else session.schema.to_dict(),
         "default_layer": session.default_layer,
         "keyframes": {name: snap[name]["keys"] for name in LAYERS},
-        "provenance": {name: _entries(snap[name]) for name in LAYERS},
+        "provenance": {name: _entries(snap[name], snap["model_tags"]) for name in LAYERS},
         "settings": snap["settings"],
     }
 
@@ -316,6 +321,7 @@ def _restore(pj: Path, session: AnnotationSession, name: str, entries: list, key
             layer.status[i] = code
             layer.source[i] = -1 if e.get("source") is None else int(e["source"])
             layer.conf[i] = np.nan if e.get("confidence") is None else float(e["confidence"])
+            layer.model[i] = session._tag_index(e.get("model"))
             layer.labels[i] = values[i]
             session._clock += 1
             layer.rev[i] = session._clock

@@ -8,7 +8,9 @@ objects, else "mask"); `set_keyframe` and `apply_result` pick the layer from the
 
 Provenance of a frame: `user` (a keyframe), `propagated` (source = its keyframe), `stale` (it was
 propagated from a keyframe that has since changed or gone, or a new keyframe now lies between it and
-its source; it keeps its label so the user still sees it) or `empty`.
+its source; it keeps its label so the user still sees it) or `empty`.  A propagated or stale frame
+also records the model that produced it (a tag the caller gives, e.g. the checkpoint's name), so
+frames from a model that has since been replaced (adapted to the video) can be re-run on request.
 
 The propagator is causal: the result at frame i depends only on its keyframe's label and the frames
 from the keyframe to i.  So a result stays valid while that keyframe is unchanged and no other
@@ -50,6 +52,7 @@ DIRECTIONS = ("forward", "backward")
 class Provenance:
     kind: str                  # one of KINDS
     source: "int | None" = None  # the keyframe a propagated or stale frame came from
+    model: "str | None" = None   # the model tag a propagated or stale frame came from, if given
 
     @property
     def code(self) -> int:
@@ -96,6 +99,7 @@ class _Layer:
         self.status = np.zeros(n, np.int8)
         self.source = np.full(n, -1, np.int64)
         self.conf = np.full(n, np.nan, np.float32)
+        self.model = np.full(n, -1, np.int16)  # index into the session's model tags, -1 = none
         self.labels: dict = {}
         self.rev: dict[int, int] = {}        # frame -> change counter of its label (cheap re-saves)
         self.keys: list[int] = []            # sorted keyframes
@@ -156,6 +160,7 @@ class AnnotationSession:
         self._written: dict[str, dict[int, int]] = {}   # folder -> {frame: rev written there}
         self._fingerprint: "dict | None" = None
         self._layers = {name: _Layer(self._n) for name in LAYERS}
+        self._model_tags: list[str] = []   # append-only: indices stored per frame stay valid
         self._objects: dict[int, dict] = {}
         for oid, info in (objects or {}).items():
             oid = self._check_id(oid)
@@ -364,8 +369,29 @@ class AnnotationSession:
         i = self._index(i)
         with self._lock:
             L = self._layer(layer)
-            code, src = int(L.status[i]), int(L.source[i])
-        return Provenance(KINDS[code], src if code in (PROPAGATED, STALE) else None)
+            code, src, m = int(L.status[i]), int(L.source[i]), int(L.model[i])
+        derived = code in (PROPAGATED, STALE)
+        return Provenance(KINDS[code], src if derived else None,
+                          self._model_tags[m] if derived and m >= 0 else None)
+
+    @property
+    def model_tags(self) -> tuple:
+        """Every model tag results were stored with, in order of first use (`model_array` indexes it)."""
+        with self._lock:
+            return tuple(self._model_tags)
+
+    def model_array(self, layer: "str | None" = None) -> np.ndarray:
+        """int16[len]: index into `model_tags` of the model behind each propagated/stale frame, else -1."""
+        with self._lock:
+            L = self._layer(layer)
+            return np.where(np.isin(L.status, (PROPAGATED, STALE)), L.model, -1).astype(np.int16)
+
+    def _tag_index(self, tag: "str | None") -> int:
+        if tag is None:
+            return -1
+        if tag not in self._model_tags:
+            self._model_tags.append(str(tag))
+        return self._model_tags.index(tag)
 
     def confidence(self, i: int, layer: "str | None" = None) -> "float | None":
         c = float(self._layer(layer).conf[self._index(i)])
@@ -419,14 +445,18 @@ class AnnotationSession:
         name = layer or self.default_layer
         with self._lock:
             L = self._layer(name)
-            keys, needs = L.keys, (L.status == EMPTY) | (L.status == STALE)
-            out = []
-            for p, k in enumerate(keys):
-                stop = -1 if p == 0 else -(-(keys[p - 1] + k) // 2) - 1
-                out.append(self._segment(name, k, "backward", stop))
-                stop = self._n if p + 1 == len(keys) else (k + keys[p + 1]) // 2 + 1
-                out.append(self._segment(name, k, "forward", stop))
-            return [s for s in out if len(s) and needs[list(s.frames)].any()]
+            needs = (L.status == EMPTY) | (L.status == STALE)
+            return [s for s in self._owned_segments(name) if needs[list(s.frames)].any()]
+
+    def _owned_segments(self, name: str) -> list[Segment]:
+        """Each keyframe's runs over the frames it owns (see `plan_all`), without frames skipped."""
+        keys, out = self._layers[name].keys, []
+        for p, k in enumerate(keys):
+            stop = -1 if p == 0 else -(-(keys[p - 1] + k) // 2) - 1
+            out.append(self._segment(name, k, "backward", stop))
+            stop = self._n if p + 1 == len(keys) else (k + keys[p + 1]) // 2 + 1
+            out.append(self._segment(name, k, "forward", stop))
+        return [s for s in out if len(s)]
 
     def plan_stale(self, layer: "str | None" = None) -> list[Segment]:
         """The runs that refresh stale frames only (what a correction needs): the segments of
@@ -443,12 +473,29 @@ class AnnotationSession:
                     out.append(Segment(seg.keyframe, seg.start, stop, seg.direction, seg.version, seg.layer))
         return out
 
+    def plan_outdated(self, model: str, layer: "str | None" = None) -> list[Segment]:
+        """The runs that redo propagated or stale frames made by another model than `model` (e.g.
+        before the model was adapted to this video): the segments of `plan_all` holding such frames,
+        each cut short after its last one."""
+        name = layer or self.default_layer
+        out = []
+        with self._lock:
+            L = self._layer(name)
+            mine = self._model_tags.index(model) if model in self._model_tags else -2
+            old = np.isin(L.status, (PROPAGATED, STALE)) & (L.model != mine)
+            for seg in self._owned_segments(name):
+                hits = [i for i in seg.frames if old[i]]
+                if hits:
+                    stop = hits[-1] + 1 if seg.direction == "forward" else hits[-1] - 1
+                    out.append(Segment(seg.keyframe, seg.start, stop, seg.direction, seg.version, seg.layer))
+        return out
+
     def _segment(self, name, k, direction, stop) -> Segment:
         start = k + 1 if direction == "forward" else k - 1
         return Segment(k, start, stop, direction, self._layers[name].version[k], name)
 
     # -- results --------------------------------------------------------------------------------
-    def apply_result(self, result, segment: "Segment | None" = None) -> bool:
+    def apply_result(self, result, segment: "Segment | None" = None, model: "str | None" = None) -> bool:
         """Store one propagation result; returns whether it was stored.  Ignored: the keyframe's own
         result, results for keyframes, results whose keyframe is gone or (with `segment`) changed
         since the run was planned, results whose path now crosses another keyframe, and results
@@ -469,11 +516,12 @@ class AnnotationSession:
             if L.status[i] == PROPAGATED and abs(i - int(L.source[i])) < abs(i - k):
                 return False
             _, value = self._validate(i, value, copy=False)
-            self._store(L, i, PROPAGATED, k, float(result.confidence), value)
+            self._store(L, i, PROPAGATED, k, float(result.confidence), value, self._tag_index(model))
             L.keep_soft(i, (k, 1 if i > k else -1), getattr(result, "soft", None), self.soft_frames)
             return True
 
-    def propagate(self, propagator, segment: Segment, cancel=None, apply: bool = True) -> Iterator:
+    def propagate(self, propagator, segment: Segment, cancel=None, apply: bool = True,
+                  model: "str | None" = None) -> Iterator:
         """Run `segment` and yield each result (the keyframe's own first).  With apply=False the
         caller applies them (`apply_result(r, segment=segment)`), e.g. on its GUI thread.  A segment
         whose keyframe changed since `plan` runs nothing: plan again."""
@@ -485,7 +533,7 @@ class AnnotationSession:
         for r in propagator.run(self.video, keyframes=keyframes, start=segment.keyframe,
                                 direction=segment.direction, stop=segment.stop, cancel=cancel):
             if apply:
-                self.apply_result(r, segment=segment)
+                self.apply_result(r, segment=segment, model=model)
             yield r
 
     # -- internals ------------------------------------------------------------------------------
@@ -501,8 +549,8 @@ class AnnotationSession:
             raise IndexError(f"frame {i} is outside the video (0..{self._n - 1})")
         return i
 
-    def _store(self, L: _Layer, i: int, status: int, source: int, conf: float, value) -> None:
-        L.status[i], L.source[i], L.conf[i] = status, source, conf
+    def _store(self, L: _Layer, i: int, status: int, source: int, conf: float, value, model: int = -1) -> None:
+        L.status[i], L.source[i], L.conf[i], L.model[i] = status, source, conf, model
         if value is None:
             L.labels.pop(i, None)
         else:

@@ -103,7 +103,7 @@ def test_the_app_propagates_the_demo_with_the_default(qtbot, tmp_path):
     qtbot.waitUntil(lambda: s.provenance(8, "mask").kind == "propagated", timeout=90_000)
     w.cancel_propagation()
     wait_idle(qtbot, w)
-    propagator, note = w.propagation.models()
+    propagator, note, _ = w.propagation.models()
     assert note == "" and w.model_note.text() == ""
     assert "fp16" in propagator.extractor.encoder.source          # the shipped half-precision file
     gt = read_mask(DEMO / "demo_masks" / "00008.png")

@@ -636,3 +636,37 @@ def test_worker_thread_applying_while_user_edits():
     for i in np.flatnonzero(st == PROPAGATED):       # no valid result crosses a keyframe
         src = s.provenance(int(i)).source
         assert not any(min(src, i) < k < max(src, i) for k in keys)
+
+
+def test_model_provenance_plans_outdated_frames_survives_save_and_undo(tmp_path):
+    from engine.history import capture, diff, restore
+    s = AnnotationSession(FakeVideo(10), objects={1: {"name": "cat"}})
+    s.set_keyframe(0, mask(seed=1))
+    s.set_keyframe(6, mask(seed=2))
+    for seg in s.plan_all():
+        list(s.propagate(FakePropagator(), seg, model="default.pt"))
+    assert [s.provenance(i).model for i in range(10)] == [None] + ["default.pt"] * 5 + [None] + ["default.pt"] * 3
+    assert s.plan_outdated("default.pt") == []
+    # the model was adapted: every propagated frame is outdated, and plan_outdated covers exactly them
+    segs = s.plan_outdated("adapted-1.pt")
+    assert sorted(i for seg in segs for i in seg.frames) == [1, 2, 3, 3, 4, 5, 7, 8, 9]
+    before = capture(s, "mask")
+    for seg in segs[:1]:                       # re-run one segment with the adapted model
+        list(s.propagate(FakePropagator(), seg, model="adapted-1.pt"))
+    assert s.model_tags == ("default.pt", "adapted-1.pt")
+    assert [s.provenance(i).model for i in (1, 2, 3, 4)] == ["adapted-1.pt"] * 3 + ["default.pt"]
+    assert sorted(i for seg in s.plan_outdated("adapted-1.pt") for i in seg.frames) == [4, 5, 7, 8, 9]
+    after = capture(s, "mask")
+    restore(s, diff(before, after).before)     # undo brings the old tags back
+    assert [s.provenance(i).model for i in (1, 2, 3)] == ["default.pt"] * 3
+    restore(s, diff(before, after).after)
+    s.set_keyframe(8, mask(seed=3))            # 9 goes stale and keeps its model
+    assert s.provenance(9) == Provenance("stale", 6, "default.pt")
+    s.save(tmp_path / "p")
+    doc = json.loads((tmp_path / "p" / "project.json").read_text())
+    assert {e["frame"]: e.get("model") for e in doc["provenance"]["mask"]}[1] == "adapted-1.pt"
+    t = AnnotationSession.load(tmp_path / "p", video=FakeVideo(10))
+    assert [t.provenance(i) for i in range(10)] == [s.provenance(i) for i in range(10)]
+    np.testing.assert_array_equal(
+        np.array([t.model_tags[m] if m >= 0 else "" for m in t.model_array()]),
+        np.array([s.model_tags[m] if m >= 0 else "" for m in s.model_array()]))

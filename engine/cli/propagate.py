@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .. import atomic
-from ..errors import LabelError
+from ..errors import ConfigError, LabelError
 from . import common
 
 
@@ -24,6 +24,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--both", action="store_true", help="propagate in both directions")
     p.add_argument("--stop", type=int, default=None,
                    help="stop before this frame (forward) or after it (backward); default: the video's end")
+    p.add_argument("--adapt-seconds", type=float, default=None,
+                   help="first adapt the model to this video for N seconds (self-supervised, its frames only)")
+    p.add_argument("--adapt-out", help="with --adapt-seconds: also keep the adapted checkpoint here")
     common.add_run_args(p)
     return p
 
@@ -42,7 +45,16 @@ def _main(args) -> int:
         schema = None
     else:
         schema, label = read_keypoints(args.keypoints, size=video.size)
-    encoder = common.encoder_from_args(args)
+    adaptation = None
+    if args.adapt_seconds:
+        if args.random_init:
+            raise ConfigError(None, "--adapt-seconds needs a trained checkpoint, not --random-init")
+        from train.adapt import adapt    # training code, only needed here
+        res = adapt(video, checkpoint=args.checkpoint, out=args.adapt_out, seconds=args.adapt_seconds,
+                    device=args.device)
+        encoder, adaptation = res.encoder, res.summary()
+    else:
+        encoder = common.encoder_from_args(args)
     prop = Propagator(encoder, common.params_from_args(args), device=args.device)
     directions = ["forward", "backward"] if args.both else ["backward" if args.backward else "forward"]
 
@@ -73,6 +85,7 @@ def _main(args) -> int:
                "device": str(prop.device), "precision": prop.precision, "model": encoder.spec.name,
                "checkpoint": str(args.checkpoint) if args.checkpoint else
                (None if args.random_init else str(default_checkpoint_path())),
+               "adaptation": adaptation,
                "confidence": {str(k): confidences[k] for k in sorted(confidences)}}
     common.write_json(args.json, summary)
     print(f"wrote {frames} frames to {args.out} in {elapsed:.1f} s ({summary['fps']} frames/s)", file=sys.stderr)

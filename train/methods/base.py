@@ -61,6 +61,10 @@ class Method(nn.Module):
     def set_stage(self, stage: dict) -> None:
         """Called by the trainer when a schedule stage starts (e.g. JSTG's node dropout)."""
 
+    def identity_head(self) -> None:
+        """Adapting a checkpoint that kept only the trunk: make the loss's projection an identity
+        (called with the config's embedding size equal to the trunk's channels)."""
+
     def export_encoder(self) -> Encoder:
         """The encoder the checkpoint stores: the engine spec around the trained trunk (shared weights)."""
         return Encoder(self.spec, self.trunk)
