@@ -69,6 +69,16 @@ def adapted(work: Path, budget: int, name: str, video_path: str, overrides: "dic
     return res.encoder, summary
 
 
+def claim(res_file: Path) -> bool:
+    """Take (budget, video) for this process, so parallel runs share the work without doubling it."""
+    res_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(str(res_file) + ".claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
 def run(args) -> None:
     import torch
     torch.set_num_threads(1)
@@ -80,10 +90,12 @@ def run(args) -> None:
     davis = split(args.sequences) if args.sequences else []
     videos = {s: str(DAVIS / s / "JPEGImages") for s in davis}
     videos.update({s: p for s, p in badja.items() if s not in videos})
+    if args.reverse:
+        videos = dict(reversed(list(videos.items())))
     for budget in [int(b) for b in args.budgets.split(",")]:
         for name, path in videos.items():
             res_file = work / f"b{budget}" / f"{name}.scores.json"
-            if res_file.exists():
+            if res_file.exists() or not claim(res_file):
                 continue
             t0 = time.time()
             encoder, summary = adapted(work, budget, name, path, json.loads(args.override) if args.override else None,
@@ -179,6 +191,7 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=0.5)
     ap.add_argument("--override", default=None, help='JSON merged over the adapt config, e.g. {"optim": {"lr": 1e-4}}')
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reverse", action="store_true", help="videos in reverse order (a second process)")
     ap.add_argument("--tag", default="default")
     ap.add_argument("--work", default="/tmp/adapt_eval")
     ap.add_argument("--out", default=str(REPO / "docs" / "models" / "adaptation"))
