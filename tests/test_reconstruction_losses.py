@@ -80,3 +80,51 @@ def test_mast_method_forward_backward_and_export():
     assert trunk["conv1.0.weight"].grad.abs().sum() > 0 and trunk["post_convolution.weight"].grad.abs().sum() > 0
     enc = m.export_encoder()
     assert enc.spec.name == "mast-r18-s4" and enc.spec.stride == 4 and enc.spec.colour == "lab"
+
+
+def test_negatives_from_other_videos_lower_the_positive_mass_as_the_formula_says():
+    from train.methods.liir_parts import window_affinity_with_negatives
+    g = torch.Generator().manual_seed(7)
+    f_t, f_r = torch.randn(1, 8, 4, 5, generator=g), torch.randn(1, 8, 4, 5, generator=g)
+    negs = torch.randn(1, 6, 8, generator=g)
+    w0 = window_affinity_with_negatives(f_t, f_r, None, radius=1)
+    w = window_affinity_with_negatives(f_t, f_r, negs, radius=1)
+    assert torch.allclose(w0, window_affinity(f_t, f_r, 1), atol=1e-6)     # no negatives: plain softmax
+    from train.methods.reconstruct import window_unfold
+    q = f_t.reshape(1, 8, 20)
+    pos = torch.einsum("bcq,bcdq->bdq", q, window_unfold(f_r, 1)).exp()
+    neg = torch.einsum("bcq,bnc->bnq", q, negs).exp()
+    # zero-padded offsets score 0 and count exp(0) in the denominator, as in MAST
+    expected_mass = pos.sum(1) / (pos.sum(1) + neg.sum(1))
+    assert torch.allclose(w.sum(1), expected_mass, atol=1e-5) and torch.all(w.sum(1) < 1)
+    assert torch.allclose(w / w.sum(1, keepdim=True), w0, atol=1e-5)       # the same shape, less mass
+
+
+def test_position_shifting_is_a_circular_roll_that_preserves_layout():
+    from train.methods.liir_parts import shift_positions
+    pe = torch.arange(2 * 6 * 8, dtype=torch.float32).view(1, 2, 6, 8).requires_grad_()
+    out = shift_positions(pe, torch.Generator().manual_seed(3))
+    assert not out.requires_grad and sorted(out.flatten().tolist()) == sorted(pe.flatten().tolist())
+    # some roll (sy, sx) maps it back exactly: neighbours stay neighbours (cyclically)
+    back = [(sy, sx) for sy in range(6) for sx in range(8)
+            if torch.equal(torch.roll(out, shifts=(-sy, -sx), dims=(-2, -1)), pe.detach())]
+    assert len(back) == 1
+
+
+def test_compactness_prior_of_a_two_peak_map_recovers_the_peaks():
+    from train.methods.liir_parts import compactness_loss, compactness_prior
+    r, k = 3, 7
+    logits = torch.full((1, k * k, 1), -10.0)
+    logits[0, 1 * k + 2, 0] = 4.0          # peak at (y=1, x=2)
+    logits[0, 5 * k + 5, 0] = 3.0          # second peak at (5, 5)
+    a = torch.softmax(logits, dim=1)
+    prior, v1 = compactness_prior(a, r)
+    top2 = set(prior[0, :, 0].topk(2).indices.tolist())
+    assert top2 == {1 * k + 2, 5 * k + 5} and torch.isclose(v1[0, 0], a[0, 1 * k + 2, 0])
+    w1, w2 = torch.softmax(torch.tensor([a[0, 1 * k + 2, 0], a[0, 5 * k + 5, 0]]), 0)
+    assert torch.isclose(prior[0, 1 * k + 2, 0], w1, atol=1e-4) and torch.isclose(prior[0, 5 * k + 5, 0], w2, atol=1e-4)
+    # half maximum one FWHM/2 = 0.5 cell away is not on the grid; one cell away: exp(-4 ln 2)
+    assert torch.isclose(prior[0, 1 * k + 3, 0], w1 * 2 ** -4, atol=1e-4)
+    # a compact map is closer to its prior than the peaky two-point one; queries under the threshold are masked
+    assert compactness_loss(prior, r, threshold=0.0) < compactness_loss(a, r, threshold=0.0)
+    assert compactness_loss(a, r, threshold=0.99) == 0
