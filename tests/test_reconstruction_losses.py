@@ -128,3 +128,25 @@ def test_compactness_prior_of_a_two_peak_map_recovers_the_peaks():
     # a compact map is closer to its prior than the peaky two-point one; queries under the threshold are masked
     assert compactness_loss(prior, r, threshold=0.0) < compactness_loss(a, r, threshold=0.0)
     assert compactness_loss(a, r, threshold=0.99) == 0
+
+
+def test_liir_bank_holds_momentum_features_and_never_serves_a_query_its_own_video():
+    from train.config import load_config
+    torch.manual_seed(0)
+    cfg = load_config("liir", "smoke")
+    cfg["loss"].update(bank_frames=4, bank_points=3)
+    m = get_method("liir")(cfg)
+    m.set_stage({"inter": True, "compact": True})
+    clips = torch.nn.functional.avg_pool2d(torch.randn(4, 3, 32, 32) * 0.5, 3, 1, 1).view(2, 2, 3, 32, 32)
+
+    def step(sources, seeds):
+        return m({"clips": clips, "seed": torch.tensor(seeds), "source": torch.tensor(sources)})
+
+    out = step([0, 0], [1, 2])
+    assert abs(float(out.metrics["positive_mass"]) - 1) < 1e-5            # empty bank: no negatives
+    assert (m.bank_source == 0).sum() == 6 and int(m.bank_ptr) == 6      # 2 frames x 3 points, FIFO
+    assert abs(float(step([0, 0], [3, 4]).metrics["positive_mass"]) - 1) < 1e-5   # only its own video in the bank
+    assert float(step([1, 1], [5, 6]).metrics["positive_mass"]) < 0.999  # another video's features: mass lost
+    assert (m.bank_source >= 0).all() and int(m.bank_ptr) == 6           # 12 slots, wrapped around
+    # the momentum copy trails the encoder; the exported encoder is the trained one with its positions
+    assert m.export_encoder().spec.name == "liir-r18-s4" and "pos_embed1" in dict(m.export_encoder().trunk.named_parameters())

@@ -176,6 +176,7 @@ class ClipDataset(Dataset):
         out = self.transform(frames, rng)
         out["index"] = torch.tensor(int(index), dtype=torch.int64)
         out["seed"] = torch.tensor(seed, dtype=torch.int64)
+        out["source"] = torch.tensor(si, dtype=torch.int64)    # which video (LIIR's inter-video negatives)
         return out
 
     def describe(self) -> dict:

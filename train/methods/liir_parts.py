@@ -13,17 +13,20 @@ from .reconstruct import window_unfold
 
 
 def window_affinity_with_negatives(f_t: torch.Tensor, f_r: torch.Tensor, negatives: "torch.Tensor | None",
-                                   radius: int) -> torch.Tensor:
+                                   radius: int, allowed: "torch.Tensor | None" = None) -> torch.Tensor:
     """Weights [B, (2R+1)^2, h*w] over the reference window, normalised over the window AND the
     negatives [B, N, C] (features from other videos): A'(i, j) = exp(q_i.r_j) / (sum_j' exp(q_i.r_j')
     + sum_n exp(q_i.n)).  Only the window carries colour, so sum_j A'(i, j) < 1 when negatives get
-    mass: the colour lost is what the reconstruction loss punishes (no separate contrastive term)."""
+    mass: the colour lost is what the reconstruction loss punishes (no separate contrastive term).
+    `allowed` [B, N] bool drops negatives per sample (those from the query's own video)."""
     b, c, h, w = f_t.shape
     q = f_t.reshape(b, c, h * w)
     pos = torch.einsum("bcq,bcdq->bdq", q, window_unfold(f_r, radius))
     if negatives is None or negatives.shape[1] == 0:
         return F.softmax(pos, dim=1)
     neg = torch.einsum("bcq,bnc->bnq", q, negatives)
+    if allowed is not None:
+        neg = neg.masked_fill(~allowed[:, :, None], float("-inf"))
     log_z = torch.logsumexp(torch.cat([pos, neg], dim=1), dim=1, keepdim=True)
     return torch.exp(pos - log_z)
 
