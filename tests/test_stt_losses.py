@@ -59,3 +59,29 @@ def test_entropy_selection_keeps_the_fraction_with_the_largest_sum_of_neg_log_p(
     sel = entropy_selection(f_t, f_r, displacement=2, fraction=0.5).view(10, 10)
     assert 45 <= int(sel.sum()) <= 50
     assert sel[5:].float().mean() > 0.9 and sel[:5].float().mean() < 0.1
+
+
+def test_stt_steps_chain_step1_checkpoint_is_the_frozen_teacher_and_the_students_start(tmp_path):
+    from engine.models.checkpoints import save_checkpoint
+    from train.config import load_config
+    from train.methods import get_method
+    torch.manual_seed(0)
+    s1 = get_method("stt_spatial")(load_config("stt_spatial", "smoke"))
+    views = torch.randn(2, 1, 2, 3, 64, 64)
+    out = s1({"views": views})
+    assert torch.isfinite(out.loss) and int(s1.queue_ptr) == 2            # keys enqueued
+    ck = tmp_path / "step1.pt"
+    save_checkpoint(ck, s1.export_encoder(), "stt_spatial")
+    cfg = load_config("stt", "smoke")
+    cfg["teacher"] = str(ck)
+    s2 = get_method("stt")(cfg).train()
+    assert torch.equal(s2.trunk.conv1.weight, s1.trunk.conv1.weight) and torch.equal(s2.teacher.layer4[1].conv2.weight,
+                                                                                     s1.trunk.layer4[1].conv2.weight)
+    assert not s2.teacher.training and not any(p.requires_grad for p in s2.teacher.parameters())
+    clips = torch.randn(2, 2, 3, 64, 64) * 0.3
+    res = s2({"clips": clips, "rgb": torch.randn(2, 2, 3, 64, 64), "seed": torch.tensor([1, 2])})
+    res.loss.backward()
+    assert torch.isfinite(res.loss) and set(res.metrics) >= {"recon_fine_loss", "recon_coarse_loss",
+                                                              "local_distill_loss", "global_distill_loss"}
+    assert s2.trunk.layer2[0].conv1.weight.grad.abs().sum() > 0
+    assert s2.export_encoder().spec.name == "stt-r18-s8"

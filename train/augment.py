@@ -19,6 +19,9 @@ import torch
 
 from engine.errors import ConfigError
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 def random_resized_crop_box(h: int, w: int, scale: Sequence[float], ratio: Sequence[float],
                             rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -129,6 +132,8 @@ class Frames:
     frame_ratio: tuple = (0.75, 4 / 3)
     colour: str = "rgb"                 # "rgb" | "lab"
     channel_dropout: float = 0.0        # Lab only: probability of zeroing one channel per clip
+    flip: float = 0.0                   # probability of a horizontal flip of the whole clip
+    also_rgb: bool = False              # Lab only: also "rgb", ImageNet-normalised (STT's teacher input)
     mean: tuple = (0.485, 0.456, 0.406)
     std: tuple = (0.229, 0.224, 0.225)
 
@@ -137,6 +142,8 @@ class Frames:
         t, l, ch, cw = random_resized_crop_box(h, w, self.frame_scale, self.frame_ratio, rng)
         crops = [cv2.resize(f[t:t + ch, l:l + cw], (self.frame_size, self.frame_size),
                             interpolation=cv2.INTER_LINEAR) for f in frames]
+        if self.flip > 0 and rng.uniform() < self.flip:
+            crops = [np.ascontiguousarray(c[:, ::-1]) for c in crops]
         if self.colour == "rgb":
             return {"clips": normalize(np.stack(crops), self.mean, self.std)}
         labs = np.stack([rgb_to_lab(c) for c in crops])
@@ -145,11 +152,63 @@ class Frames:
         if self.channel_dropout > 0:
             labs, dropped = channel_dropout(labs, rng, self.channel_dropout)
         x = (torch.from_numpy(np.ascontiguousarray(labs)) - torch.tensor(self.mean)) / torch.tensor(self.std)
-        return {"clips": x.movedim(-1, -3).contiguous().float(), "lab": target,
-                "dropped_channel": torch.tensor(dropped)}
+        out = {"clips": x.movedim(-1, -3).contiguous().float(), "lab": target,
+               "dropped_channel": torch.tensor(dropped)}
+        if self.also_rgb:
+            out["rgb"] = normalize(np.stack(crops), IMAGENET_MEAN, IMAGENET_STD)
+        return out
 
 
-PIPELINES: dict[str, Callable[..., object]] = {"crw_patches": CrwPatches, "frames": Frames}
+@dataclass
+class TwoViews:
+    """Two independently augmented views of each frame (MoCo v2's recipe, spec §9.1): RandomResizedCrop
+    (scale 0.2-1), colour jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, greyscale p 0.2, Gaussian blur
+    sigma in [0.1, 2] with p 0.5, horizontal flip.  Output "views": [T, 2, 3, S, S] (every frame of
+    the clip is an image of its own)."""
+    frame_size: int = 224
+    scale: tuple = (0.2, 1.0)
+    ratio: tuple = (0.75, 4 / 3)
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+
+    def view(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = random_resized_crop(img, self.frame_size, self.scale, self.ratio, rng).astype(np.float32)
+        if rng.uniform() < 0.8:
+            x = colour_jitter(x, rng, 0.4, 0.4, 0.4, 0.1)
+        if rng.uniform() < 0.2:
+            x = np.repeat(x @ np.float32([0.299, 0.587, 0.114])[:, None], 3, axis=-1)
+        if rng.uniform() < 0.5:
+            x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.1, 2.0)))
+        if rng.uniform() < 0.5:
+            x = x[:, ::-1]
+        return np.clip(x, 0, 255).astype(np.uint8)
+
+    def __call__(self, frames: list[np.ndarray], rng: np.random.Generator) -> dict:
+        views = np.stack([np.stack([self.view(f, rng), self.view(f, rng)]) for f in frames])
+        return {"views": normalize(views, self.mean, self.std)}
+
+
+def colour_jitter(x: np.ndarray, rng: np.random.Generator, brightness: float, contrast: float, saturation: float,
+                  hue: float) -> np.ndarray:
+    """float RGB [0, 255]: the four jitters in a random order, as torchvision's ColorJitter."""
+    for op in rng.permutation(4):
+        if op == 0:
+            x = x * rng.uniform(1 - brightness, 1 + brightness)
+        elif op == 1:
+            m = float((x @ np.float32([0.299, 0.587, 0.114])).mean())
+            x = (x - m) * rng.uniform(1 - contrast, 1 + contrast) + m
+        elif op == 2:
+            g = (x @ np.float32([0.299, 0.587, 0.114]))[..., None]
+            x = (x - g) * rng.uniform(1 - saturation, 1 + saturation) + g
+        else:
+            hsv = cv2.cvtColor(np.clip(x, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.int32)
+            hsv[..., 0] = (hsv[..., 0] + int(round(rng.uniform(-hue, hue) * 180))) % 180
+            x = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+        x = np.clip(x, 0, 255)
+    return x
+
+
+PIPELINES: dict[str, Callable[..., object]] = {"crw_patches": CrwPatches, "frames": Frames, "two_views": TwoViews}
 
 
 def build_pipeline(cfg: dict, mean, std):
