@@ -677,7 +677,7 @@ class MainWindow(QMainWindow):
     def _on_adapt_progress(self, step: int, loss: float, elapsed: float, budget: float) -> None:
         self.progress.setValue(min(self.progress.maximum(), int(elapsed * 10)))
         left = max(0.0, budget - elapsed)
-        self.progress.setFormat(f"adapting: {left:.0f} s left")
+        self.progress.setFormat(f"{left:.0f} s left")
         self.message.setText(f"Adapting the model to this video: step {step}, loss {loss:.3f}, {left:.0f} s left")
 
     def _on_adapt_ended(self, text: str) -> None:
