@@ -1,0 +1,86 @@
+"""UVC's pieces (spec §6) on constructed cases with known answers, and the published auto-encoder."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from train.methods.uvc_parts import (LabAutoEncoder, box_around, concentration_spread, concentration_windows,
+                                     diff_crop, lab8, lab_l1, locate, transport)
+
+
+def test_identical_frames_transport_colour_exactly():
+    g = torch.Generator().manual_seed(0)
+    f = torch.nn.functional.normalize(torch.randn(1, 16, 36, generator=g), dim=1) * 30   # 6x6 cells
+    a = torch.softmax(torch.einsum("bcr,bct->brt", f, f), dim=1)                       # over the reference
+    colour = torch.rand(1, 3, 36, generator=g)
+    out = transport(a, colour)
+    assert torch.allclose(out, colour, atol=1e-4)
+    assert float(lab_l1(out.view(1, 3, 6, 6), colour.view(1, 3, 6, 6))[0]) < 1e-3
+
+
+def test_lab_l1_weights_chroma_ten_times():
+    t = torch.zeros(1, 3, 4, 4)
+    assert float(lab_l1(t + torch.tensor([0.1, 0.0, 0.0])[:, None, None], t)[0]) == pytest.approx(0.1)
+    assert float(lab_l1(t + torch.tensor([0.0, 0.1, 0.0])[:, None, None], t)[0]) == pytest.approx(1.0)
+
+
+def test_concentration_is_zero_for_one_hot_and_grows_with_spread():
+    h = w = 8
+    n = h * w
+    one_hot = torch.eye(n)[None]
+    assert float(concentration_spread(one_hot, h, w)) == pytest.approx(0.0, abs=1e-6)
+    values = []
+    for sigma in (0.5, 1.0, 2.0):
+        yy, xx = torch.meshgrid(torch.arange(float(h)), torch.arange(float(w)), indexing="ij")
+        pos = torch.stack([xx.flatten(), yy.flatten()], 1)
+        a = torch.softmax(-torch.cdist(pos, pos) ** 2 / (2 * sigma ** 2), dim=0)[None]
+        values.append(float(concentration_spread(a, h, w)))
+    assert 0 < values[0] < values[1] < values[2]
+    # the released window version: zero when every 8x8 block maps to one point, positive for identity
+    s_const = torch.zeros(1, n, n)
+    s_const[:, 0, :] = 50.0                                # every target picks reference cell 0
+    s_const[:, :, 0] = 50.0
+    assert float(concentration_windows(s_const, h, w)) < float(concentration_windows(50 * torch.eye(n)[None], h, w))
+
+
+def test_localisation_finds_a_box_around_a_displaced_patch_and_crops_it_back():
+    g = torch.Generator().manual_seed(1)
+    H = W = 20
+    target = torch.nn.functional.normalize(torch.randn(1, 32, H, W, generator=g), dim=1)
+    y0, x0, s = 9, 4, 6                                      # the patch sits at (x 4..9, y 9..14)
+    patch = target[:, :, y0:y0 + s, x0:x0 + s]
+    scores = 40 * torch.einsum("bcr,bct->brt", patch.flatten(2), target.flatten(2))
+    centre = locate(scores, H, W)
+    assert torch.allclose(centre[0], torch.tensor([x0 + (s - 1) / 2, y0 + (s - 1) / 2]), atol=0.05)
+    box = box_around(centre, s, H, W)
+    assert torch.allclose(box[0], torch.tensor([float(x0), float(y0), float(x0 + s), float(y0 + s)]), atol=0.05)
+    crop = diff_crop(target, box, (s, s))
+    assert torch.allclose(crop, patch, atol=0.03)
+    # the crop is differentiable in the box (gradients reach the localisation)
+    b = box.clone().requires_grad_()
+    diff_crop(target, b, (s, s)).sum().backward()
+    assert b.grad.abs().sum() > 0
+
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "uvc-lab-autoencoder"
+FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis2016"
+
+
+@pytest.mark.shared
+def test_published_auto_encoder_reconstructs_held_out_lab_frames():
+    if not WEIGHTS.is_dir() or not FRAMES.is_dir():
+        pytest.skip("UVC auto-encoder weights or DAVIS frames are not in ../shared")
+    import cv2
+    ae = LabAutoEncoder.published(WEIGHTS)
+    psnr = []
+    for seq in ("bmx-trees", "soapbox", "kite-surf"):                # never used to train it
+        rgb = cv2.imread(str(FRAMES / seq / "JPEGImages" / "00010.jpg"))[..., ::-1]
+        rgb = np.ascontiguousarray(cv2.resize(rgb, (256, 256), interpolation=cv2.INTER_AREA))
+        x = lab8(rgb)[None]
+        with torch.no_grad():
+            y = ae(x)
+        mse = float(((y - x) ** 2).mean()) / 4                      # [-1, 1] -> a range of 1
+        psnr.append(10 * np.log10(1.0 / mse))
+    print("UVC auto-encoder PSNR on held-out DAVIS frames (dB):", [round(p, 2) for p in psnr])
+    assert min(psnr) > 25, psnr
