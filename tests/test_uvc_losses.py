@@ -84,3 +84,37 @@ def test_published_auto_encoder_reconstructs_held_out_lab_frames():
         psnr.append(10 * np.log10(1.0 / mse))
     print("UVC auto-encoder PSNR on held-out DAVIS frames (dB):", [round(p, 2) for p in psnr])
     assert min(psnr) > 25, psnr
+
+
+def test_inter_video_terms_with_identical_and_with_distinct_videos():
+    from train.methods.uvc_parts import batch_affinity, inter_transport, negative_mass
+    g = torch.Generator().manual_seed(3)
+    f = torch.nn.functional.normalize(torch.randn(1, 16, 4, 4, generator=g), dim=1) * 30
+    e = torch.rand(1, 8, 4, 4, generator=g)
+    same = batch_affinity(torch.cat([f, f]), torch.cat([f, f]))      # two copies of one video
+    assert float(negative_mass(same, 2)) == pytest.approx(0.5, abs=1e-4)   # half the mass on the copy
+    inter = inter_transport(same, torch.cat([e, e]))
+    intra = transport(torch.softmax(torch.einsum("bcr,bct->brt", f.flatten(2), f.flatten(2)), 1), e.flatten(2))
+    assert torch.allclose(inter[0], intra[0], atol=1e-4) and torch.allclose(inter[1], intra[0], atol=1e-4)
+    other = torch.nn.functional.normalize(torch.randn(1, 16, 4, 4, generator=g), dim=1) * 30
+    mixed = batch_affinity(torch.cat([f, other]), torch.cat([f, other]))
+    assert float(negative_mass(mixed, 2)) < 0.01                     # distinct videos: nothing leaks
+
+
+def test_uvc_and_contrastcorr_methods_run_both_stages():
+    from train.config import load_config
+    from train.methods import get_method
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    batch = {"ref_lab": torch.rand(2, 3, 64, 64, generator=g) * 2 - 1, "tgt_lab": torch.rand(2, 3, 64, 64, generator=g) * 2 - 1,
+             "tgt_full_lab": torch.rand(2, 3, 128, 128, generator=g) * 2 - 1, "seed": torch.tensor([1, 2])}
+    for name, keys in (("uvc", {"colour_loss", "concentration"}),
+                       ("contrastcorr", {"colour_loss", "self_reconstruction", "intra_inter", "sparsity"})):
+        m = get_method(name)(load_config(name, "smoke")).train()
+        m.set_stage({"joint": True, "concentration": 0.3})
+        out = m(batch)
+        out.loss.backward()
+        assert torch.isfinite(out.loss) and keys <= set(out.metrics), (name, out.metrics)
+        assert m.trunk.conv1.weight.grad.abs().sum() > 0                   # gradients reach the encoder...
+        assert all(p.grad is None for p in m.ae.parameters())              # ...never the frozen auto-encoder
+        assert m.export_encoder().spec.name == f"{name}-r18-s8"

@@ -208,7 +208,35 @@ def colour_jitter(x: np.ndarray, rng: np.random.Generator, brightness: float, co
     return x
 
 
-PIPELINES: dict[str, Callable[..., object]] = {"crw_patches": CrwPatches, "frames": Frames, "two_views": TwoViews}
+@dataclass
+class UvcPair:
+    """A (reference, target) pair for UVC/ContrastCorr (spec §6.5-6.6), 8-bit Lab in [-1, 1]:
+    "ref_lab" a patch_size crop of the reference, "tgt_lab" an independent crop of the target (warm-up),
+    "tgt_full_lab" the whole target resized to target_size (the joint phase searches it); both frames
+    first resized to target_size and flipped together.  Not reproduced: the shared +-10 degree
+    rotation and 1.2 rescale, and ResizeandPad's aspect-keeping padding (frames are squashed)."""
+    patch_size: int = 256
+    target_size: int = 640
+    flip: float = 0.5
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+
+    def __call__(self, frames: list[np.ndarray], rng: np.random.Generator) -> dict:
+        t = self.target_size
+        ref, tgt = (cv2.resize(f, (t, t), interpolation=cv2.INTER_AREA) for f in frames[:2])
+        if rng.uniform() < self.flip:
+            ref, tgt = np.ascontiguousarray(ref[:, ::-1]), np.ascontiguousarray(tgt[:, ::-1])
+        s = self.patch_size
+
+        def crop(img):
+            y, x = (int(rng.integers(0, t - s + 1)) for _ in range(2))
+            return np.ascontiguousarray(img[y:y + s, x:x + s])
+
+        from .methods.uvc_parts import lab8
+        return {"ref_lab": lab8(crop(ref)), "tgt_lab": lab8(crop(tgt)), "tgt_full_lab": lab8(tgt)}
+
+
+PIPELINES: dict[str, Callable[..., object]] = {"crw_patches": CrwPatches, "frames": Frames, "two_views": TwoViews, "uvc_pair": UvcPair}
 
 
 def build_pipeline(cfg: dict, mean, std):

@@ -161,3 +161,27 @@ def diff_crop(x: torch.Tensor, box: torch.Tensor, size: tuple[int, int]) -> torc
     theta[:, 1, 2] = (y0 + y1) / hh - 1
     grid = F.affine_grid(theta, (b, x.shape[1], *size), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", align_corners=False)
+
+
+def batch_affinity(f_t: torch.Tensor, f_r: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """ContrastCorr's inter-video affinity: every target position of every video of the batch against
+    every reference position of every video, row-softmax -> [B*N_t, B*N_r]."""
+    b, c = f_t.shape[:2]
+    q = f_t.flatten(2).transpose(1, 2).reshape(-1, c)
+    k = f_r.flatten(2).transpose(1, 2).reshape(-1, c)
+    return F.softmax(temperature * q @ k.t(), dim=1)
+
+
+def negative_mass(affinity: torch.Tensor, b: int) -> torch.Tensor:
+    """L_sparse: mean over rows of the affinity mass on other videos' positions (1 - positive mass)."""
+    n_t, n_r = affinity.shape[0] // b, affinity.shape[1] // b
+    same = torch.block_diag(*[torch.ones(n_t, n_r, device=affinity.device)] * b).bool()
+    return (affinity * ~same).sum(1).mean()
+
+
+def inter_transport(affinity: torch.Tensor, e_r: torch.Tensor) -> torch.Tensor:
+    """Colour features e_r [B, C, h, w] of all references carried to every target: [B, C, h_t*w_t]."""
+    b, c = e_r.shape[:2]
+    values = e_r.flatten(2).transpose(1, 2).reshape(-1, c)            # [B*N_r, C]
+    out = affinity @ values                                             # [B*N_t, C]
+    return out.view(b, -1, c).transpose(1, 2)
