@@ -463,31 +463,29 @@ class AnnotationSession:
         `plan_all` that hold stale frames, each cut short after its last stale frame, so empty
         frames stay empty and frames owned by a farther keyframe are not recomputed."""
         name = layer or self.default_layer
-        out = []
         with self._lock:
-            stale = self._layer(name).status == STALE
-            for seg in self.plan_all(name):
-                hits = [i for i in seg.frames if stale[i]]
-                if hits:
-                    stop = hits[-1] + 1 if seg.direction == "forward" else hits[-1] - 1
-                    out.append(Segment(seg.keyframe, seg.start, stop, seg.direction, seg.version, seg.layer))
-        return out
+            return self._cut_after_last(self.plan_all(name), self._layer(name).status == STALE)
 
     def plan_outdated(self, model: str, layer: "str | None" = None) -> list[Segment]:
         """The runs that redo propagated or stale frames made by another model than `model` (e.g.
         before the model was adapted to this video): the segments of `plan_all` holding such frames,
         each cut short after its last one."""
         name = layer or self.default_layer
-        out = []
         with self._lock:
             L = self._layer(name)
             mine = self._model_tags.index(model) if model in self._model_tags else -2
             old = np.isin(L.status, (PROPAGATED, STALE)) & (L.model != mine)
-            for seg in self._owned_segments(name):
-                hits = [i for i in seg.frames if old[i]]
-                if hits:
-                    stop = hits[-1] + 1 if seg.direction == "forward" else hits[-1] - 1
-                    out.append(Segment(seg.keyframe, seg.start, stop, seg.direction, seg.version, seg.layer))
+            return self._cut_after_last(self._owned_segments(name), old)
+
+    @staticmethod
+    def _cut_after_last(segments: list[Segment], wanted: np.ndarray) -> list[Segment]:
+        """The segments holding a wanted frame, each ending after its last wanted frame."""
+        out = []
+        for seg in segments:
+            hits = [i for i in seg.frames if wanted[i]]
+            if hits:
+                stop = hits[-1] + 1 if seg.direction == "forward" else hits[-1] - 1
+                out.append(Segment(seg.keyframe, seg.start, stop, seg.direction, seg.version, seg.layer))
         return out
 
     def _segment(self, name, k, direction, stop) -> Segment:

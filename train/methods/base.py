@@ -15,6 +15,13 @@ _LAYERS = ("layer1", "layer2", "layer3", "layer4")
 _WIDTH = {"resnet18": 64, "resnet50": 256}
 
 
+@torch.no_grad()
+def ema_update(target: nn.Module, source: nn.Module, momentum: float) -> None:
+    """target <- momentum * target + (1 - momentum) * source, parameter by parameter (MoCo-style keys)."""
+    for t, s in zip(target.parameters(), source.parameters()):
+        t.mul_(momentum).add_(s.detach(), alpha=1 - momentum)
+
+
 @dataclass
 class MethodOutput:
     loss: torch.Tensor                                  # scalar, what the optimiser minimises

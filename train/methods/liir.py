@@ -17,7 +17,7 @@ import copy
 import torch
 
 from . import register
-from .base import MethodOutput
+from .base import MethodOutput, ema_update
 from .liir_parts import compactness_loss, shift_positions, window_affinity_with_negatives
 from .mast import MAST, drop_chroma
 from .reconstruct import reconstruct, reconstruction_loss
@@ -48,11 +48,6 @@ class LIIR(MAST):
     def set_stage(self, stage: dict) -> None:
         self.inter = bool(stage.get("inter", self.inter))
         self.compact = bool(stage.get("compact", self.compact))
-
-    @torch.no_grad()
-    def _momentum_update(self) -> None:
-        for k, q in zip(self.key_trunk.parameters(), self.trunk.parameters()):
-            k.mul_(self.momentum).add_(q.detach(), alpha=1 - self.momentum)
 
     @torch.no_grad()
     def _enqueue(self, frames: torch.Tensor, sources: torch.Tensor, seeds) -> None:
@@ -99,6 +94,6 @@ class LIIR(MAST):
                 metrics["compact_loss"] = com.detach()
         metrics["positive_mass"] = w.sum(1).mean().detach()
         if self.inter and self.training:
-            self._momentum_update()
+            ema_update(self.key_trunk, self.trunk, self.momentum)
             self._enqueue(inputs[:, 0], batch["source"].to(x.device), seeds)
         return MethodOutput(loss, metrics)

@@ -27,7 +27,7 @@ from engine.models.resnet import ResNet
 from engine.models.specs import Encoder, get_spec
 
 from . import register
-from .base import Method, MethodOutput
+from .base import Method, MethodOutput, ema_update
 from .mast import drop_chroma
 from .stt_parts import (entropy_selection, global_distill_loss, info_nce, local_correlation, local_distill_loss,
                         pool_correlation)
@@ -77,10 +77,9 @@ class STTSpatial(Method):
         v = batch["views"]                               # [B, T, 2, 3, S, S]
         v = v.flatten(0, 1)
         q = self.embed(self.trunk, self.head, v[:, 0])
+        ema_update(self.key_trunk, self.trunk, self.momentum)
+        ema_update(self.key_head, self.head, self.momentum)
         with torch.no_grad():
-            for k_p, q_p in zip(list(self.key_trunk.parameters()) + list(self.key_head.parameters()),
-                                list(self.trunk.parameters()) + list(self.head.parameters())):
-                k_p.mul_(self.momentum).add_(q_p.detach(), alpha=1 - self.momentum)
             k = self.embed(self.key_trunk, self.key_head, v[:, 1])
         with torch.autocast(v.device.type, enabled=False):
             loss = info_nce(q.float(), k.float(), self.queue.clone(), self.temperature)
