@@ -37,10 +37,11 @@ def test_pooled_pseudo_label_of_an_identity_correlation_and_its_row_sums():
 
 
 def test_distilling_a_teacher_into_an_identical_student_gives_zero_loss():
-    f_t, f_r = torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    f_t, f_r = torch.randn(2, 16, 4, 4, generator=g), torch.randn(2, 16, 4, 4, generator=g)
     # global: identical affinities when the student's scaling equals the teacher's temperature
-    assert torch.allclose(global_affinity(f_t, f_r, 0.07), global_affinity(f_t * 4 / 0.07, f_r, None), atol=1e-6)
-    assert float(global_distill_loss(f_t * 4 / 0.07, f_r, f_t, f_r, 0.07)) < 1e-12
+    assert torch.allclose(global_affinity(f_t, f_r, 0.07), global_affinity(f_t * 4 / 0.07, f_r, None), atol=1e-5)
+    assert float(global_distill_loss(f_t * 4 / 0.07, f_r, f_t, f_r, 0.07)) < 1e-10
     assert float(global_distill_loss(f_r, f_t, f_t, f_r, 0.07)) > 1e-4
     # local: a coarse correlation equal to its pseudo-label
     c = torch.softmax(torch.randn(2, 6, 6), -1)
