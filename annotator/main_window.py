@@ -137,7 +137,8 @@ class MainWindow(QMainWindow):
         a("edit.clear_frame", "&Clear this keyframe", self.clear_keyframe)
         a("edit.settings", "&Settings…", self.settings_dialog)
         a("model.adapt", "&Adapt model to this video", self.adapt_model,
-          tip="Fine-tune the model on this video's own frames (self-supervised), then propagate with it")
+          tip="Fine-tune the model on this video's own frames (self-supervised), then propagate with it.\n"
+              "Measured to help masks (+0.04 to +0.09 J&F on DAVIS), not keypoints (PCK unchanged or lower).")
         a("model.use_app_model", "Use the app's &model again", self.use_app_model)
         a("propagate.outdated", "Re-propagate frames of &earlier models", self.repropagate_outdated)
         a("view.zoom_in", "Zoom &in", lambda: self.canvas.zoom(1.25))
