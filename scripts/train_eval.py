@@ -1,7 +1,7 @@
 """J&F of training checkpoints on DAVIS with one fixed, stated protocol (before/after comparisons).
 
   python scripts/train_eval.py CHECKPOINT [CHECKPOINT ...] --davis ../shared/data/davis2016 \
-      --out RESULTS_DIR [--scale 0.5] [--frames 30] [--sequences heldout] [--threads 1]
+      --out RESULTS_DIR [--scale 0.5] [--frames 30] [--sequences heldout] [--threads 1] [--device cpu]
 
 Every checkpoint goes through `engine.models.load_encoder` (exactly what the engine opens) and
 `engine.evaluate.evaluate_davis_dataset` with `PropagationParams(scale=...)` and the CRW protocol
@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--sequences", default="heldout")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--precision", default="auto")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = p.parse_args(argv)
 
     import torch
@@ -48,12 +49,12 @@ def main(argv=None) -> int:
         meta = read_checkpoint(ck)
         enc = load_encoder(checkpoint=ck)
         t0 = time.perf_counter()
-        rep = evaluate_davis_dataset(a.davis, enc, params, "cpu", out_dir=Path(a.out) / f"{ck.parent.name}-{ck.stem}",
+        rep = evaluate_davis_dataset(a.davis, enc, params, a.device, out_dir=Path(a.out) / f"{ck.parent.name}-{ck.stem}",
                                      sequences=seqs, frames=a.frames, run_info={"checkpoint": str(ck)})
         row = {"checkpoint": str(ck), "method": meta["method"], "step": meta["step"],
                **{k: round(float(v), 4) for k, v in rep.global_table().items()},
                "sequences": len(rep.sequences), "frames_per_sequence": a.frames, "scale": a.scale,
-               "precision": rep.propagation["precision"], "seconds": round(time.perf_counter() - t0, 1)}
+               "precision": rep.propagation["precision"], "device": a.device, "seconds": round(time.perf_counter() - t0, 1)}
         print(json.dumps(row), flush=True)
     return 0
 

@@ -179,3 +179,18 @@ def test_engine_save_checkpoint_extra_fields(tmp_path):
     with pytest.raises(ConfigError):
         save_checkpoint(tmp_path / "c.pt", enc, "crw", extra={"x": object()})
     assert not (tmp_path / "b.pt").exists() and not (tmp_path / "c.pt").exists()
+
+
+def test_wall_clock_budget_ends_the_run_and_moves_the_stages_by_time(clips, tmp_path):
+    cfg = tiny("jstg", steps=100000)
+    cfg["schedule"]["stages"] = [{"steps": 50000, "lr": 1e-4, "node_dropout": False},
+                                 {"steps": 50000, "lr": 1e-5, "node_dropout": True}]
+    cfg["train"]["max_seconds"] = 6.0
+    out = tmp_path / "timed"
+    last = Trainer(cfg, clips, out, quiet=True).run()
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert 2 <= last["step"] < 100000                     # stopped by the budget, not the steps
+    assert rows[0]["lr"] == pytest.approx(1e-4) and rows[-1]["lr"] == pytest.approx(1e-5)
+    assert rows[0]["stage"] == 0 and rows[-1]["stage"] == 1
+    assert rows[-1]["peak_rss_mb"] > 50
+    assert read_checkpoint(out / "checkpoint_last.pt")["step"] == last["step"]

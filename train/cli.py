@@ -27,6 +27,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--config", help="config name (smoke, cpu, ...) or JSON file; default: the paper's")
     p.add_argument("--max-steps", type=int, help="stop after N optimiser steps (overrides the config)")
+    p.add_argument("--max-seconds", type=float,
+                   help="wall-clock budget of the training loop: stop when spent; stages and lr advance by the "
+                        "fraction spent (matched-compute comparisons)")
     p.add_argument("--resume", default="auto", help="auto (continue RUN_DIR/checkpoint_last.pt if present), "
                                                     "never, or a checkpoint path")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -46,6 +49,8 @@ def _main(args) -> int:
     if args.threads is not None:
         overrides.append(f"train.threads={args.threads}")
     cfg = load_config(args.method, args.config, overrides)
+    if args.max_seconds is not None:
+        cfg["train"]["max_seconds"] = args.max_seconds
     if args.print_config:
         print(json.dumps(cfg, indent=1))
         return 0

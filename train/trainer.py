@@ -84,6 +84,17 @@ class _Adapter(nn.Module):
         return out.loss, out.metrics
 
 
+def peak_memory(device: torch.device) -> dict:
+    """Peak memory so far, logged with every row (CUDA: allocator peak; CPU: process max RSS)."""
+    if device.type == "cuda":
+        return {"peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    try:
+        import resource
+        return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    except ImportError:   # Windows
+        return {}
+
+
 def resolve_precision(name: str, device: torch.device) -> str:
     if name == "auto":
         if device.type == "cuda":
@@ -175,8 +186,12 @@ class Trainer:
             self.opt = torch.optim.AdamW(params, **kw)
         else:
             raise ConfigError(None, f"optim.name must be adam or adamw, got {name!r}")
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lr_factor(sched, float(oc["lr"]), self.steps_per_epoch, self.max_steps))
+        self.lr_at = lr_factor(sched, float(oc["lr"]), self.steps_per_epoch, self.max_steps)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.lr_at)
+        # A wall-clock budget (matched-compute comparisons): the run ends when it is spent, and the
+        # stages and lr advance by the fraction spent, so a multi-stage recipe keeps its proportions
+        # whatever the throughput. Such a run is not resumable to the same steps.
+        self.max_seconds = float(tc.get("max_seconds") or 0.0)
 
         self.precision = resolve_precision(tc.get("precision", "auto"), info.device)
         self.scaler = torch.amp.GradScaler(info.device.type) if self.precision == "fp16" else None
@@ -287,6 +302,12 @@ class Trainer:
                 metrics_total[k] = metrics_total.get(k, 0.0) + v.detach() / accum
         return loss_total, metrics_total
 
+    def _schedule_position(self, t_start: float) -> int:
+        if not self.max_seconds:
+            return self.step
+        frac = (time.perf_counter() - t_start) / self.max_seconds
+        return max(0, min(self.max_steps - 1, int(frac * self.max_steps)))
+
     def run(self) -> dict:
         self._setup()
         info, tc = self.info, self.cfg["train"]
@@ -310,9 +331,11 @@ class Trainer:
         stage = None
         acc: dict[str, float] = {}
         n_acc, t_win = 0, time.perf_counter()
+        t_start = time.perf_counter()
         try:
             for batch in loader:
-                st = stage_at(self.stages, self.step) if self.stages else None
+                pos = self._schedule_position(t_start)
+                st = stage_at(self.stages, pos) if self.stages else None
                 if st is not stage and st is not None:
                     self.method.set_stage(st)
                     stage = st
@@ -322,6 +345,9 @@ class Trainer:
                 if self.scaler is not None:
                     self.scaler.unscale_(self.opt)
                 gnorm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+                if self.max_seconds:
+                    for g in self.opt.param_groups:
+                        g["lr"] = g["initial_lr"] * self.lr_at(pos)
                 lr = self.opt.param_groups[0]["lr"]
                 if self.scaler is not None:
                     self.scaler.step(self.opt)
@@ -335,13 +361,14 @@ class Trainer:
                 for k, v in vals.items():
                     acc[k] = acc.get(k, 0.0) + v
                 n_acc += 1
-                done = self.step >= self.max_steps
+                done = self.step >= self.max_steps or bool(
+                    self.max_seconds and time.perf_counter() - t_start >= self.max_seconds)
                 if self.step % log_every == 0 or done:
                     dt = time.perf_counter() - t_win
                     row = dist.all_mean({k: v / n_acc for k, v in acc.items()}, info)
                     last_row = {"step": self.step, "loss": row.pop("loss"), "lr": lr,
                                 "clips_per_s": n_acc * self.global_batch / dt if dt > 0 else None,
-                                **row, "time": time.time()}
+                                **row, **peak_memory(info.device), "time": time.time()}
                     if stage is not None:
                         last_row["stage"] = self.stages.index(stage)
                     self.log.write(last_row)
