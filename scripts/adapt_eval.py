@@ -47,7 +47,8 @@ def badja_sequences() -> dict[str, str]:
             if (DAVIS / name / "JPEGImages").is_dir()}
 
 
-def adapted(work: Path, budget: int, name: str, video_path: str, overrides: "dict | None", seed: int):
+def adapted(work: Path, budget: int, name: str, video_path: str, overrides: "dict | None", seed: int,
+            device: str = "cpu"):
     """(encoder, adaptation summary) of the default model adapted on `video_path` for `budget` s."""
     from engine.models import load_encoder
     from engine.video import VideoSource
@@ -61,7 +62,7 @@ def adapted(work: Path, budget: int, name: str, video_path: str, overrides: "dic
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     with VideoSource.open(video_path, cache_frames=128) as video:
         load = os.getloadavg()[0]
-        res = adapt(video, out=ckpt, seconds=budget, seed=seed, overrides=overrides)
+        res = adapt(video, out=ckpt, seconds=budget, seed=seed, overrides=overrides, device=device)
     summary = {**res.summary(), "load_at_start": load}
     summary.pop("losses")
     write_text(meta, json.dumps(summary, indent=1))
@@ -81,6 +82,8 @@ def claim(res_file: Path) -> bool:
 def run(args) -> None:
     import torch
     torch.set_num_threads(1)
+    global DAVIS
+    DAVIS = Path(args.davis)
     from engine.evaluate import evaluate_badja, evaluate_davis_dataset
     from engine.propagate import PropagationParams
     params = PropagationParams(scale=args.scale)
@@ -98,16 +101,16 @@ def run(args) -> None:
                 continue
             t0 = time.time()
             encoder, summary = adapted(work, budget, name, path, json.loads(args.override) if args.override else None,
-                                       args.seed)
+                                       args.seed, args.device)
             row = {"sequence": name, "budget": budget, "adapt": summary}
             if name in davis:
-                rep = evaluate_davis_dataset(DAVIS, encoder, params, "cpu", out_dir=work / "masks" / f"b{budget}",
-                                             sequences=[name])
+                rep = evaluate_davis_dataset(DAVIS, encoder, params, args.device, out_dir=work / "masks" / f"b{budget}",
+                                             sequences=[name], frames=args.frames)
                 g = rep.global_table()
                 row["davis"] = {"J": float(g["J-Mean"]), "F": float(g["F-Mean"]), "JF": float(g["J&F-Mean"])}
             if name in badja:
                 for alpha in (0.1, 0.2):
-                    b = evaluate_badja(BADJA, DAVIS, encoder, params, "cpu", sequences=[name], alpha=alpha)
+                    b = evaluate_badja(BADJA, DAVIS, encoder, params, args.device, sequences=[name], alpha=alpha)
                     row[f"PCK@{alpha}"] = {"correct": b.n_correct, "scored": b.n_scored}
             row["seconds"] = round(time.time() - t0, 1)
             write_text(res_file, json.dumps(row, indent=1))
@@ -219,6 +222,9 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=0.5)
     ap.add_argument("--override", default=None, help='JSON merged over the adapt config, e.g. {"optim": {"lr": 1e-4}}')
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--davis", default=str(DAVIS), help="DAVIS-2016 folder (run mode)")
+    ap.add_argument("--frames", type=int, default=None, help="score only the first N frames (run mode)")
     ap.add_argument("--reverse", action="store_true", help="videos in reverse order (a second process)")
     ap.add_argument("--tag", default="default")
     ap.add_argument("--work", default="/tmp/adapt_eval")

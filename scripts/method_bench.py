@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", default=METHODS)
     p.add_argument("--cpu-small", action="store_true")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = the config's)")
+    p.add_argument("--set", nargs="*", default=[], metavar="key=value", help="config overrides for every method "
+                   "that has the key (e.g. autoencoder=PATH)")
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--one", help=argparse.SUPPRESS)   # child process: bench this method, print one JSON row
     a = p.parse_args(argv)
@@ -100,12 +102,15 @@ def main(argv=None) -> int:
         extra = (CPU_SMALL[a.one] + ["train.batch_size=2", "train.precision=fp32"]) if a.cpu_small else []
         if a.threads:
             extra.append(f"train.threads={a.threads}")
+        from train.config import load_config
+        keys = load_config(a.one, a.config)
+        extra += [kv for kv in a.set if kv.split("=", 1)[0] in keys]
         print(json.dumps(bench_one(a.one, a.config, a.data, a.device, a.steps, extra)), flush=True)
         return 0
     rows = []
     for m in a.methods:
         cmd = [sys.executable, __file__, "--one", m, "--data", a.data, "--device", a.device, "--config", a.config,
-               "--steps", str(a.steps), "--threads", str(a.threads)] + (["--cpu-small"] if a.cpu_small else [])
+               "--steps", str(a.steps), "--threads", str(a.threads), "--set", *a.set] + (["--cpu-small"] if a.cpu_small else [])
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode:
             row = {"method": m, "error": (r.stderr.strip().splitlines() or ["?"])[-1]}

@@ -13,6 +13,7 @@ line per checkpoint.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -31,6 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--precision", default="auto")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--protocol", help="override the checkpoint's inference protocol (diagnostics)")
+    p.add_argument("--l2", action="store_true", help="L2-normalise the features whatever the spec says (diagnostics)")
     a = p.parse_args(argv)
 
     import torch
@@ -43,18 +46,21 @@ def main(argv=None) -> int:
 
     seqs = heldout_sequences(Path(a.davis), a.sequences if a.sequences in ("heldout", "tune", "val")
                              else a.sequences.split(","))
-    params = PropagationParams(scale=a.scale, precision=a.precision)
+    params = PropagationParams(scale=a.scale, precision=a.precision, protocol=a.protocol)
     for ck in a.checkpoints:
         ck = Path(ck)
         meta = read_checkpoint(ck)
         enc = load_encoder(checkpoint=ck)
+        if a.l2:
+            enc.spec = dataclasses.replace(enc.spec, l2_normalize=True)
         t0 = time.perf_counter()
-        rep = evaluate_davis_dataset(a.davis, enc, params, a.device, out_dir=Path(a.out) / f"{ck.parent.name}-{ck.stem}",
+        tag = (f"-{a.protocol}" if a.protocol else "") + ("-l2" if a.l2 else "")
+        rep = evaluate_davis_dataset(a.davis, enc, params, a.device, out_dir=Path(a.out) / f"{ck.parent.name}-{ck.stem}{tag}",
                                      sequences=seqs, frames=a.frames, run_info={"checkpoint": str(ck)})
         row = {"checkpoint": str(ck), "method": meta["method"], "step": meta["step"],
                **{k: round(float(v), 4) for k, v in rep.global_table().items()},
                "sequences": len(rep.sequences), "frames_per_sequence": a.frames, "scale": a.scale,
-               "precision": rep.propagation["precision"], "device": a.device, "seconds": round(time.perf_counter() - t0, 1)}
+               "precision": rep.propagation["precision"], "device": a.device, "protocol": a.protocol, "l2": a.l2, "seconds": round(time.perf_counter() - t0, 1)}
         print(json.dumps(row), flush=True)
     return 0
 
