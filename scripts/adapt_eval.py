@@ -127,10 +127,11 @@ def report(args) -> None:
     badja = list(badja_sequences())
     doc = {"settings": {"scale": args.scale, "tag": args.tag, "threads": 1, "model": "resources/models/default.pt"},
            "rows": rows}
-    lines = [f"DAVIS-2016 held-out val (15 sequences outside the `tune` split), J&F per sequence; "
+    lines = [args.describe or (
+             f"DAVIS-2016 held-out val (15 sequences outside the `tune` split), J&F per sequence; "
              f"propagation at scale {args.scale} (the app's CPU default), CRW protocol of the default model; "
              "adaptation: one torch thread, budget = wall seconds from loading the checkpoint to the adapted "
-             "model (steps = optimiser steps that fitted).", "",
+             "model (steps = optimiser steps that fitted)."), "",
              "| sequence | " + " | ".join("no adaptation" if b == 0 else f"{b} s" for b in budgets) + " |",
              "|---|" + "---|" * len(budgets)]
     means = {}
@@ -205,9 +206,10 @@ def report(args) -> None:
     bench += ["", f"Over all runs: {np.median(per_step):.2f} s per step (median). Memory: the adapter holds the "
               "model, Adam state and one batch (peak RSS of an adapt_eval process about 1.2-1.6 GB including "
               "the evaluation). Quality: `docs/models/adaptation.md`."]
-    sys.path.insert(0, str(REPO / "scripts"))
-    from bench_report import write_section
-    write_section("adapt", "\n".join(bench))
+    if not args.no_bench:
+        sys.path.insert(0, str(REPO / "scripts"))
+        from bench_report import write_section
+        write_section("adapt", "\n".join(bench))
     write_text(out.with_suffix(".json"), json.dumps(doc, indent=1) + "\n")
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -225,6 +227,8 @@ def main() -> int:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--davis", default=str(DAVIS), help="DAVIS-2016 folder (run mode)")
     ap.add_argument("--frames", type=int, default=None, help="score only the first N frames (run mode)")
+    ap.add_argument("--describe", help="the report's opening sentence (report mode; default: the CPU setting)")
+    ap.add_argument("--no-bench", action="store_true", help="leave BENCHMARKS.md alone (report mode)")
     ap.add_argument("--reverse", action="store_true", help="videos in reverse order (a second process)")
     ap.add_argument("--tag", default="default")
     ap.add_argument("--work", default="/tmp/adapt_eval")

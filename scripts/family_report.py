@@ -50,15 +50,20 @@ def evals(rows: list[dict]) -> dict:
     return out
 
 
-def build(root: Path, device_name: str) -> tuple[dict, str]:
+def build(root: Path, device_name: str, second: "Path | None" = None) -> tuple[dict, str]:
     runs = {p.name: run_summary(p) for p in sorted((root / "meta").iterdir()) if p.is_dir()}
     ev = evals(_rows(root / "eval" / "rows.jsonl"))
     bench = json.loads((root / "bench" / "methods.json").read_text()) if (root / "bench" / "methods.json").exists() else []
+    uvc_diag = []
+    if second is not None:   # scripts/gpu_uvc_adapt_check.sh: UVC retrained alone + its step throughput
+        redo = {r["method"]: r for r in json.loads((second / "bench" / "methods-uvc.json").read_text())}
+        bench = [redo.get(b["method"], b) if "error" in b else b for b in bench]
+        uvc_diag = _rows(second / "eval" / "uvc-rows.jsonl")
     infer = [{**json.loads(p.read_text()), "spec": p.stem[len("infer-"):].rsplit("-", 1)[0]}
              for p in sorted((root / "bench").glob("infer-*.json"))]
     timeline = (root / "logs" / "timeline.log").read_text() if (root / "logs" / "timeline.log").exists() else ""
     data = {"device": device_name, "runs": runs, "evals": ev, "method_bench": bench, "inference": infer,
-            "timeline": timeline}
+            "uvc_diagnostics": uvc_diag, "timeline": timeline}
     any_eval = next((e for r in ev.values() for e in r.values()), {})
     md = [f"Matched compute on {device_name}: every method trained at the same time on the one GPU for the "
           f"same wall-clock budget ({runs.get('crw', {}).get('seconds')} s of training loop each; STT: step 1 "
@@ -85,6 +90,16 @@ def build(root: Path, device_name: str) -> tuple[dict, str]:
         if a is not None and b is not None:
             md += ["", f"STT end to end (random init → step 1 → step 2): {a} → "
                        f"{ev['stt_spatial'].get('final', {}).get('J&F-Mean')} → {b} ({b - a:+.3f})."]
+    if uvc_diag:
+        md += ["", f"UVC diagnostics (a second lease): UVC retrained alone for the {uvc_diag[0].get('step') or uvc_diag[-1].get('step')} "
+                   "steps it reached above (same data order, the same stage split in steps), each checkpoint scored "
+                   "with UVC's own protocol (unnormalised features, global softmax τ 1, top-5 per reference) and "
+                   "with L2-normalised features under the CRW protocol:", "",
+               "| checkpoint | UVC protocol J&F | L2 features, CRW protocol J&F |", "|---|---:|---:|"]
+        for step in sorted({r["step"] for r in uvc_diag}):
+            own = next((r["J&F-Mean"] for r in uvc_diag if r["step"] == step and not r.get("l2")), None)
+            l2 = next((r["J&F-Mean"] for r in uvc_diag if r["step"] == step and r.get("l2")), None)
+            md.append(f"| step {step} | {own} | {l2} |")
     md += ["", "Training throughput while sharing the GPU (logged clips/s, median over the run; peak CUDA "
                "allocator memory of the process):", "",
            "| method | clips/s (shared GPU) | peak GPU MB |", "|---|---:|---:|"]
@@ -122,12 +137,16 @@ def main(argv=None) -> int:
     p.add_argument("results")
     p.add_argument("--tag", default="gpu")
     p.add_argument("--device-name", default="one NVIDIA H200")
+    p.add_argument("--second", help="results of scripts/gpu_uvc_adapt_check.sh (a .tgz)")
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(a.results) as t:
-            t.extractall(tmp, filter="data")
-        data, md = build(Path(tmp), a.device_name)
+            t.extractall(Path(tmp) / "first", filter="data")
+        if a.second:
+            with tarfile.open(a.second) as t:
+                t.extractall(Path(tmp) / "second", filter="data")
+        data, md = build(Path(tmp) / "first", a.device_name, Path(tmp) / "second" if a.second else None)
     print(md)
     if not a.no_write:
         from engine import atomic
