@@ -118,3 +118,34 @@ def test_uvc_and_contrastcorr_methods_run_both_stages():
         assert m.trunk.conv1.weight.grad.abs().sum() > 0                   # gradients reach the encoder...
         assert all(p.grad is None for p in m.ae.parameters())              # ...never the frozen auto-encoder
         assert m.export_encoder().spec.name == f"{name}-r18-s8"
+
+
+def test_auto_encoder_trains_with_the_framework_and_feeds_uvc(tmp_path):
+    """`uvc_ae` on the one trainer: the reconstruction improves, the checkpoint is accepted as UVC's
+    frozen `autoencoder`, and the engine refuses it as a correspondence model."""
+    import json
+
+    from engine.errors import CheckpointError
+    from engine.models import load_encoder
+    from tests.videos import write_video
+    from train.config import load_config
+    from train.methods import get_method
+    from train.trainer import Trainer
+
+    (tmp_path / "clips").mkdir()
+    write_video(tmp_path / "clips" / "a.mp4", n=24, size=(96, 64))
+    cfg = load_config("uvc_ae", "smoke", ["train.max_steps=12", "train.log_every=1", "train.ckpt_every=12",
+                                          "optim.lr=0.003"])
+    out = tmp_path / "run"
+    Trainer(cfg, tmp_path / "clips", out, quiet=True).run()
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    first, last = np.mean([r["loss"] for r in rows[:3]]), np.mean([r["loss"] for r in rows[-3:]])
+    assert last < 0.85 * first, (first, last)
+    assert rows[-1]["psnr_db"] > rows[0]["psnr_db"] + 1
+
+    ae = LabAutoEncoder.load(out / "checkpoint_last.pt")
+    uvc = get_method("uvc")(load_config("uvc", "smoke", [f"autoencoder={out / 'checkpoint_last.pt'}"]))
+    assert all(torch.equal(a, b) for a, b in zip(ae.state_dict().values(), uvc.ae.state_dict().values()))
+    assert not any(p.requires_grad for p in uvc.ae.parameters())
+    with pytest.raises(CheckpointError, match="auto-encoder"):
+        load_encoder(checkpoint=out / "checkpoint_last.pt")

@@ -130,7 +130,7 @@ class Frames:
     frame_size: int = 256
     frame_scale: tuple = (0.8, 1.0)
     frame_ratio: tuple = (0.75, 4 / 3)
-    colour: str = "rgb"                 # "rgb" | "lab"
+    colour: str = "rgb"                 # "rgb" | "lab" | "lab8"
     channel_dropout: float = 0.0        # Lab only: probability of zeroing one channel per clip
     flip: float = 0.0                   # probability of a horizontal flip of the whole clip
     also_rgb: bool = False              # Lab only: also "rgb", ImageNet-normalised (STT's teacher input)
@@ -146,6 +146,9 @@ class Frames:
             crops = [np.ascontiguousarray(c[:, ::-1]) for c in crops]
         if self.colour == "rgb":
             return {"clips": normalize(np.stack(crops), self.mean, self.std)}
+        if self.colour == "lab8":    # UVC's auto-encoder input: OpenCV 8-bit Lab in [-1, 1]
+            from .methods.uvc_parts import lab8
+            return {"clips": torch.stack([lab8(c) for c in crops])}
         labs = np.stack([rgb_to_lab(c) for c in crops])
         target = torch.from_numpy(labs).movedim(-1, -3).contiguous()
         dropped = -1

@@ -280,6 +280,9 @@ def _load(path: Path, model, map_location, fallback) -> Encoder:
     if not isinstance(obj, Mapping):
         raise CheckpointError(path, f"not a dict: found {_describe(obj)}")
     if obj.get("format") == FORMAT:
+        if obj.get("method") == "uvc_ae":
+            raise CheckpointError(path, "is UVC's Lab colour auto-encoder (method uvc_ae), not a correspondence "
+                                        "model; give it as `autoencoder` to a uvc or contrastcorr training config")
         encoder = _load_ours(obj, path, model)
     elif "format" in obj:
         raise CheckpointError(path, f"unknown checkpoint format {obj.get('format')!r}")

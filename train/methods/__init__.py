@@ -33,7 +33,7 @@ def method_names() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from . import crw, jstg, liir, mast, stt, uvc  # noqa: F401  (import registers them)
+    from . import crw, jstg, liir, mast, stt, uvc, uvc_ae  # noqa: F401  (import registers them)
 
 
 __all__ = ["Method", "MethodOutput", "METHODS", "register", "get_method", "method_names"]

@@ -9,7 +9,8 @@ crop of the target's features, colour features and image) and matched against th
 ContrastCorr: all three Lab channels with channel dropout, self-reconstruction of the reference, and
 in the joint stage the inter-video affinity over the batch: consistency of the inter-video
 reconstruction with the intra-video one, and the sparsity of the mass on other videos.
-The auto-encoder comes from `autoencoder` (a folder with UVC's published weights); null gives a
+The auto-encoder comes from `autoencoder` (a folder with UVC's published weights, or a `uvc_ae`
+checkpoint of ours); null gives a
 seeded random frozen one, for smoke tests only.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ class UVC(Method):
         self.joint = bool(lc.get("joint", False))
         self.trunk, _ = self.build_training_trunk(None)
         path = config.get("autoencoder")
-        self.ae = LabAutoEncoder.published(path) if path else LabAutoEncoder().eval().requires_grad_(False)
+        self.ae = LabAutoEncoder.load(path) if path else LabAutoEncoder().eval().requires_grad_(False)
 
     def set_stage(self, stage: dict) -> None:
         for key in ("joint", "concentration", "outlier_threshold"):

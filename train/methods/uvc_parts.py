@@ -68,6 +68,28 @@ class LabAutoEncoder(nn.Module):
         return self.decoder(self.encoder(lab))
 
     @classmethod
+    def load(cls, path) -> "LabAutoEncoder":
+        """A folder of UVC's published weights, or a checkpoint of our `uvc_ae` training method."""
+        path = Path(path)
+        return cls.published(path) if path.is_dir() or not path.exists() else cls.trained(path)
+
+    @classmethod
+    def trained(cls, path) -> "LabAutoEncoder":
+        """The auto-encoder of an `affinity-train --method uvc_ae` checkpoint (frozen)."""
+        from engine.models.checkpoints import read_checkpoint
+        ck = read_checkpoint(path)
+        if ck.get("method") != "uvc_ae":
+            raise CheckpointError(path, f"is a {ck.get('method')!r} checkpoint, not a uvc_ae auto-encoder")
+        sd = {k[len("ae."):]: v for k, v in (ck.get("train_state") or {}).get("model", {}).items()
+              if k.startswith("ae.")}
+        ae = cls()
+        try:
+            ae.load_state_dict(sd)
+        except RuntimeError as exc:
+            raise CheckpointError(path, f"its auto-encoder weights do not fit ({exc})") from None
+        return ae.eval().requires_grad_(False)
+
+    @classmethod
     def published(cls, folder) -> "LabAutoEncoder":
         """UVC's released `encoder_single_gpu.pth` / `decoder_single_gpu.pth`, loaded strictly."""
         ae = cls()
@@ -87,6 +109,12 @@ def lab8(rgb: np.ndarray) -> torch.Tensor:
     """RGB uint8 [H, W, 3] -> OpenCV 8-bit Lab normalised (x - 128) / 128, [3, H, W] (spec §6.2)."""
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
     return torch.from_numpy((lab - 128.0) / 128.0).permute(2, 0, 1).contiguous()
+
+
+def lab_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB) per image of Lab tensors in [-1, 1] (a value range of 2): [B]."""
+    mse = ((pred.float() - target.float()) ** 2).flatten(1).mean(1) / 4
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
 
 
 def transport(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
