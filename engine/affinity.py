@@ -157,14 +157,37 @@ def dense_topk_blocked(query: torch.Tensor, key: torch.Tensor, k: int, row: int,
     return torch.cat(vals), torch.cat(idxs)
 
 
+# Above this many bytes per context frame the tile-region layout is gathered chunk by chunk instead
+# of kept: large windows (STT stride 4, half-width 35) repeat every key ~50 times, which at 480p is
+# ~0.6 GB per frame and ~13 GB for STT's 21 references.
+REGION_CACHE_BYTES = 64 * 2 ** 20
+
+
 class KeyRegions:
     """A context frame's key features laid out per tile region, built once when the frame enters
-    the memory and reused for every target that sees it (the layout copy is the costly part)."""
+    the memory and reused for every target that sees it (the layout copy is the costly part), unless
+    that layout would exceed `REGION_CACHE_BYTES`: then each chunk of tiles is gathered when used
+    (the same values, memory O(N x C) per frame)."""
 
-    def __init__(self, key: torch.Tensor, geo: WindowGeometry, dtype):
+    def __init__(self, key: torch.Tensor, geo: WindowGeometry, dtype, cache_bytes: "int | None" = None):
         padded = _padded(key.to(dtype))
-        # index_select, not fancy indexing: measured 0.7 vs 4.3 ms per frame.
-        self.regions = padded.index_select(0, geo.key_index.flatten()).view(*geo.key_index.shape, -1)  # [ntiles, P*P, C]
+        size = geo.key_index.numel() * padded.shape[1] * padded.element_size()
+        if size > (REGION_CACHE_BYTES if cache_bytes is None else cache_bytes):
+            self.regions = _GatheredRegions(padded, geo.key_index)
+        else:
+            # index_select, not fancy indexing: measured 0.7 vs 4.3 ms per frame.
+            self.regions = padded.index_select(0, geo.key_index.flatten()).view(*geo.key_index.shape, -1)  # [ntiles, P*P, C]
+
+
+class _GatheredRegions:
+    """`regions[s:e]` of KeyRegions, gathered on demand from the padded keys."""
+
+    def __init__(self, padded: torch.Tensor, key_index: torch.Tensor):
+        self.padded, self.key_index, self.dtype = padded, key_index, padded.dtype
+
+    def __getitem__(self, tiles: slice) -> torch.Tensor:
+        idx = self.key_index[tiles]
+        return self.padded.index_select(0, idx.flatten()).view(*idx.shape, -1)
 
 
 def window_topk_multi(query: torch.Tensor, frames: list, geo: WindowGeometry, k: int, tiles_per_chunk: int = 2):

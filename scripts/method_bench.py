@@ -96,6 +96,8 @@ def main(argv=None) -> int:
     p.add_argument("--set", nargs="*", default=[], metavar="key=value", help="config overrides for every method "
                    "that has the key (e.g. autoencoder=PATH)")
     p.add_argument("--json", help="write the rows here")
+    p.add_argument("--from-json", help="no run: tabulate these rows (a --json file) into BENCHMARKS.md")
+    p.add_argument("--section", help="write the table as this section of BENCHMARKS.md")
     p.add_argument("--one", help=argparse.SUPPRESS)   # child process: bench this method, print one JSON row
     a = p.parse_args(argv)
     if a.one:
@@ -106,6 +108,13 @@ def main(argv=None) -> int:
         keys = load_config(a.one, a.config)
         extra += [kv for kv in a.set if kv.split("=", 1)[0] in keys]
         print(json.dumps(bench_one(a.one, a.config, a.data, a.device, a.steps, extra)), flush=True)
+        return 0
+    if a.from_json:
+        rows = json.loads(Path(a.from_json).read_text())
+        print(table(rows))
+        if a.section:
+            from scripts.bench_report import write_section
+            write_section(a.section, table(rows))
         return 0
     rows = []
     for m in a.methods:
@@ -120,7 +129,33 @@ def main(argv=None) -> int:
         rows.append(row)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
+    if a.section:
+        from scripts.bench_report import write_section
+        write_section(a.section, table(rows))
     return 0
+
+
+def table(rows: list[dict]) -> str:
+    ok = [r for r in rows if "error" not in r]
+    dev = ok[0]["device"] if ok else "?"
+    mem = "peak GPU MB" if dev.startswith("cuda") else "peak RSS MB"
+    md = [f"## Training step per method on {'the GPU' if dev.startswith('cuda') else 'this CPU'} (`scripts/method_bench.py`)", "",
+          "Forward + backward + Adam through the trainer on one real batch drawn by the method's pipeline from "
+          "`../shared/data/train_videos` (data loading excluded), in each recipe's last stage, median of the timed "
+          "steps after two warm-ups, one fresh process per method. Inputs: "
+          + ("the `*-gpu` configs." if dev.startswith("cuda") else
+             "the `*-gpu` configs shrunk to batch 2 at 128 px (`--cpu-small`), fp32 (this CPU has no AMX), 2 torch "
+             "threads; peak RSS is the whole process (model, optimiser, batch, runtime); the 1-minute load "
+             "average at the time is given (the machine is shared)."), "",
+          f"| method | batch x frames | precision | s/step | clips/s | {mem} | load |", "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        if "error" in r:
+            md.append(f"| {r['method']} | failed: {r['error'][:80]} | | | | | |")
+            continue
+        m = r.get("peak_gpu_mb", r.get("peak_rss_mb", 0))
+        md.append(f"| {r['method']} | {r['batch']} x {r['clip_len']} | {r['precision']} | {r['s_per_step']:.3f} | "
+                  f"{r['clips_per_s']:.2f} | {m:.0f} | {r.get('load_avg_1min', 0):.1f} |")
+    return "\n".join(md)
 
 
 if __name__ == "__main__":

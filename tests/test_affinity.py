@@ -20,9 +20,10 @@ def features(g, c, n, relu):
     return torch.nn.functional.normalize(f.relu() if relu else f, dim=0)
 
 
+@pytest.mark.parametrize("cache_bytes", [None, 0])  # 0: regions gathered per chunk (large windows)
 @pytest.mark.parametrize("relu", [True, False])  # signed scores exercise the exact-maxima fallback
 @pytest.mark.parametrize("h,w,radius,tile", [(9, 13, 3, 4), (7, 11, 2.5, 3), (12, 10, 5, 8), (5, 6, 12, 8)])
-def test_window_topk_multi_matches_dense(h, w, radius, tile, relu):
+def test_window_topk_multi_matches_dense(h, w, radius, tile, relu, cache_bytes):
     g = torch.Generator().manual_seed(0)
     n = h * w
     q = features(g, 16, n, relu)
@@ -30,7 +31,9 @@ def test_window_topk_multi_matches_dense(h, w, radius, tile, relu):
     geo = affinity.WindowGeometry.build(h, w, radius, tile, "cpu")
     window = sum(1 for dy in range(-h, h) for dx in range(-w, w) if dy * dy + dx * dx < radius ** 2)
     kk = min(7, window)
-    v, f, c = affinity.window_topk_multi(q, [affinity.KeyRegions(k, geo, torch.float32) for k in keys], geo, kk)
+    regions = [affinity.KeyRegions(k, geo, torch.float32, cache_bytes) for k in keys]
+    assert isinstance(regions[0].regions, torch.Tensor) == (cache_bytes is None)
+    v, f, c = affinity.window_topk_multi(q, regions, geo, kk)
     dense = torch.cat([window_scores(q, k, h, w, radius) for k in keys], 1)  # [n, 3n], frame-major
     vd, idd = dense.topk(kk, dim=1)
     finite = torch.isfinite(vd)

@@ -169,8 +169,9 @@ def dense_window_softmax(q, keys, labels, h, w, r, tau=1.0, compact=None):
     return out
 
 
+@pytest.mark.parametrize("cache_bytes", [None, 0])
 @pytest.mark.parametrize("compact", [None, (1.0, 0.1), (1.5, 0.02)])
-def test_window_softmax_and_compactness_prior_match_the_dense_formula(compact):
+def test_window_softmax_and_compactness_prior_match_the_dense_formula(compact, cache_bytes):
     g = torch.Generator().manual_seed(2)
     h, w, r = 6, 7, 2
     n = h * w
@@ -178,7 +179,7 @@ def test_window_softmax_and_compactness_prior_match_the_dense_formula(compact):
     keys = [3 * torch.randn(8, n, generator=g) for _ in range(2)]
     labels = [torch.softmax(torch.randn(n, 3, generator=g), 1) for _ in range(2)]
     geo = affinity.WindowGeometry.build(h, w, r, 3, "cpu", shape="square", border="zero")
-    got = affinity.window_softmax_multi(q, [affinity.KeyRegions(k, geo, torch.float32) for k in keys],
+    got = affinity.window_softmax_multi(q, [affinity.KeyRegions(k, geo, torch.float32, cache_bytes) for k in keys],
                                         [affinity.row_regions(lb, geo) for lb in labels], geo, 1.0, compact)
     want = dense_window_softmax(q, keys, labels, h, w, r, compact=compact)
     assert torch.allclose(got.double(), want, atol=1e-5)
