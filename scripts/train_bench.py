@@ -103,7 +103,7 @@ def main(argv=None) -> int:
         for r in runs:
             md.append(f"| {r['run']} | {r['config']} | {r['steps']} | {r['threads']} | {r['precision']} | "
                       f"{r['clips_per_s_median']:.2f} |")
-    md += ["", "GPU: not measured (no GPU in the session that wrote this section)."]
+    md += ["", "GPU: see the `families` section (one H200, every method)."]
     if not a.no_write:
         from scripts.bench_report import write_section
         write_section("train", "\n".join(md))
