@@ -302,11 +302,15 @@ class Trainer:
                 metrics_total[k] = metrics_total.get(k, 0.0) + v.detach() / accum
         return loss_total, metrics_total
 
-    def _schedule_position(self, t_start: float) -> int:
+    def _schedule_position(self, elapsed: float) -> int:
         if not self.max_seconds:
             return self.step
-        frac = (time.perf_counter() - t_start) / self.max_seconds
-        return max(0, min(self.max_steps - 1, int(frac * self.max_steps)))
+        return max(0, min(self.max_steps - 1, int(elapsed / self.max_seconds * self.max_steps)))
+
+    def _elapsed(self, t_start: float) -> float:
+        """Seconds of training loop, the same on every process (their mean), so that all ranks
+        switch stages, set the lr and stop at the same step."""
+        return dist.all_mean({"elapsed": time.perf_counter() - t_start}, self.info)["elapsed"]
 
     def run(self) -> dict:
         self._setup()
@@ -331,10 +335,10 @@ class Trainer:
         stage = None
         acc: dict[str, float] = {}
         n_acc, t_win = 0, time.perf_counter()
-        t_start = time.perf_counter()
+        t_start, elapsed = time.perf_counter(), 0.0
         try:
             for batch in loader:
-                pos = self._schedule_position(t_start)
+                pos = self._schedule_position(elapsed)
                 st = stage_at(self.stages, pos) if self.stages else None
                 if st is not stage and st is not None:
                     self.method.set_stage(st)
@@ -361,8 +365,9 @@ class Trainer:
                 for k, v in vals.items():
                     acc[k] = acc.get(k, 0.0) + v
                 n_acc += 1
-                done = self.step >= self.max_steps or bool(
-                    self.max_seconds and time.perf_counter() - t_start >= self.max_seconds)
+                if self.max_seconds:
+                    elapsed = self._elapsed(t_start)
+                done = self.step >= self.max_steps or bool(self.max_seconds and elapsed >= self.max_seconds)
                 if self.step % log_every == 0 or done:
                     dt = time.perf_counter() - t_win
                     row = dist.all_mean({k: v / n_acc for k, v in acc.items()}, info)
