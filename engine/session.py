@@ -389,8 +389,9 @@ class AnnotationSession:
     def _tag_index(self, tag: "str | None") -> int:
         if tag is None:
             return -1
+        tag = str(tag)
         if tag not in self._model_tags:
-            self._model_tags.append(str(tag))
+            self._model_tags.append(tag)
         return self._model_tags.index(tag)
 
     def confidence(self, i: int, layer: "str | None" = None) -> "float | None":

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from engine.errors import ConfigError
+from engine.models.specs import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+LUMA = np.float32([0.299, 0.587, 0.114])   # ITU-R 601 grey, as torchvision's greyscale
 
 
 def random_resized_crop_box(h: int, w: int, scale: Sequence[float], ratio: Sequence[float],
@@ -105,8 +105,8 @@ class CrwPatches:
     patch_scale: tuple = (0.7, 0.9)
     patch_ratio: tuple = (0.75, 4 / 3)
     patch_jitter: bool = True
-    mean: tuple = (0.485, 0.456, 0.406)
-    std: tuple = (0.229, 0.224, 0.225)
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
 
     @property
     def grid(self) -> int:
@@ -134,8 +134,8 @@ class Frames:
     channel_dropout: float = 0.0        # Lab only: probability of zeroing one channel per clip
     flip: float = 0.0                   # probability of a horizontal flip of the whole clip
     also_rgb: bool = False              # Lab only: also "rgb", ImageNet-normalised (STT's teacher input)
-    mean: tuple = (0.485, 0.456, 0.406)
-    std: tuple = (0.229, 0.224, 0.225)
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
 
     def __call__(self, frames: list[np.ndarray], rng: np.random.Generator) -> dict:
         h, w = frames[0].shape[:2]
@@ -171,15 +171,15 @@ class TwoViews:
     frame_size: int = 224
     scale: tuple = (0.2, 1.0)
     ratio: tuple = (0.75, 4 / 3)
-    mean: tuple = (0.485, 0.456, 0.406)
-    std: tuple = (0.229, 0.224, 0.225)
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
 
     def view(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = random_resized_crop(img, self.frame_size, self.scale, self.ratio, rng).astype(np.float32)
         if rng.uniform() < 0.8:
             x = colour_jitter(x, rng, 0.4, 0.4, 0.4, 0.1)
         if rng.uniform() < 0.2:
-            x = np.repeat(x @ np.float32([0.299, 0.587, 0.114])[:, None], 3, axis=-1)
+            x = np.repeat(x @ LUMA[:, None], 3, axis=-1)
         if rng.uniform() < 0.5:
             x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.1, 2.0)))
         if rng.uniform() < 0.5:
@@ -198,10 +198,10 @@ def colour_jitter(x: np.ndarray, rng: np.random.Generator, brightness: float, co
         if op == 0:
             x = x * rng.uniform(1 - brightness, 1 + brightness)
         elif op == 1:
-            m = float((x @ np.float32([0.299, 0.587, 0.114])).mean())
+            m = float((x @ LUMA).mean())
             x = (x - m) * rng.uniform(1 - contrast, 1 + contrast) + m
         elif op == 2:
-            g = (x @ np.float32([0.299, 0.587, 0.114]))[..., None]
+            g = (x @ LUMA)[..., None]
             x = (x - g) * rng.uniform(1 - saturation, 1 + saturation) + g
         else:
             hsv = cv2.cvtColor(np.clip(x, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.int32)

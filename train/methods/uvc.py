@@ -18,13 +18,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from engine.models import specs
+
 from . import register
 from .base import Method, MethodOutput
 from .uvc_parts import (LabAutoEncoder, batch_affinity, box_around, concentration_windows, diff_crop, inter_transport,
                         lab_l1, locate, negative_mass, transport)
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+IMAGENET_MEAN = torch.tensor(specs.IMAGENET_MEAN).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor(specs.IMAGENET_STD).view(1, 3, 1, 1)
 
 
 @register
