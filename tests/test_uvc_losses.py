@@ -149,3 +149,27 @@ def test_auto_encoder_trains_with_the_framework_and_feeds_uvc(tmp_path):
     assert not any(p.requires_grad for p in uvc.ae.parameters())
     with pytest.raises(CheckpointError, match="auto-encoder"):
         load_encoder(checkpoint=out / "checkpoint_last.pt")
+
+
+def test_joint_phase_localisation_scores_stay_float32_under_bf16_autocast(monkeypatch):
+    """At tau 1 the scores are ~10^3; bf16 would move them by several units and scramble the
+    localisation softmax, so they are formed in float32 whatever the trainer's autocast."""
+    import train.methods.uvc as uvc_mod
+    from train.config import load_config
+    from train.methods import get_method
+    seen, feats = [], []
+    real = uvc_mod.locate
+    monkeypatch.setattr(uvc_mod, "locate", lambda s, h, w: seen.append(s) or real(s, h, w))
+    torch.manual_seed(0)
+    m = get_method("uvc")(load_config("uvc", "smoke")).train()
+    m.trunk.register_forward_hook(lambda mod, inp, out: feats.append(out.detach()))
+    m.set_stage({"joint": True})
+    batch = {"ref_lab": torch.rand(2, 3, 64, 64) * 2 - 1, "tgt_full_lab": torch.rand(2, 3, 128, 128) * 2 - 1,
+             "seed": torch.tensor([1, 2])}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(batch)
+    f_r, f_full = (f.float().flatten(2) for f in feats[:2])
+    exact = torch.einsum("bcr,bct->brt", f_r, f_full)
+    assert len(seen) == 1 and torch.isfinite(out.loss)
+    assert float(exact.abs().max()) > 50                      # the magnitudes where bf16 rounding bites
+    assert float((seen[0].detach() - exact).abs().max()) < 0.05   # bf16 scores were 2.0 off here

@@ -86,7 +86,10 @@ class UVC(Method):
         f_full = self.trunk(self.encoder_input(full, seeds))
         h, w = f_full.shape[-2:]
         pc = f_r.shape[-1]
-        centre = locate(torch.einsum("bcr,bct->brt", f_r.flatten(2), f_full.flatten(2)).float(), h, w)
+        # float32 scores: at tau 1 on unnormalised features (|s| ~ 10^3) bf16's 8-bit mantissa would
+        # shift every score by several units and scramble the localisation softmax.
+        with torch.autocast(full.device.type, enabled=False):
+            centre = locate(torch.einsum("bcr,bct->brt", f_r.float().flatten(2), f_full.float().flatten(2)), h, w)
         box = box_around(centre, pc, h, w)
         size = (pc, pc)
         stride = full.shape[-1] // w
