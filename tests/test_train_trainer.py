@@ -47,6 +47,26 @@ def test_configs_resolve_with_inheritance_and_reject_unknown_keys():
         load_config("crw", "no-such-config")
 
 
+def test_every_shipped_config_resolves_for_a_registered_method_and_augmentation():
+    from pathlib import Path
+    from train.augment import PIPELINES
+    from train.methods import get_method
+    from train.schedule import lr_factor
+    files = sorted((Path(__file__).resolve().parents[1] / "train" / "configs").glob("*.json"))
+    checked = 0
+    for f in files:
+        method = f.stem.split("-")[0]
+        if method == "adapt":
+            continue
+        cfg = load_config(method, f.stem if "-" in f.stem else None)
+        assert get_method(cfg["method"]).name == method, f.name
+        assert cfg["augment"]["name"] in PIPELINES, f.name
+        factor = lr_factor(cfg["schedule"], cfg["optim"]["lr"], steps_per_epoch=100, max_steps=1000)
+        assert cfg["train"]["batch_size"] >= 1 and all(factor(s) >= 0 for s in (0, 500, 999)), f.name
+        checked += 1
+    assert checked >= 25
+
+
 def test_run_folder_checkpoints_open_in_the_engine(clips, tmp_path):
     out = tmp_path / "run"
     last = Trainer(tiny(steps=3), clips, out, quiet=True).run()
