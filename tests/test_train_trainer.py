@@ -47,7 +47,7 @@ def test_configs_resolve_with_inheritance_and_reject_unknown_keys():
         load_config("crw", "no-such-config")
 
 
-def test_every_shipped_config_resolves_for_a_registered_method_and_augmentation():
+def test_every_shipped_config_resolves_for_a_registered_method_and_augmentation(tmp_path):
     from pathlib import Path
     from train.augment import PIPELINES
     from train.methods import get_method
@@ -65,6 +65,11 @@ def test_every_shipped_config_resolves_for_a_registered_method_and_augmentation(
         assert cfg["train"]["batch_size"] >= 1 and all(factor(s) >= 0 for s in (0, 500, 999)), f.name
         checked += 1
     assert checked >= 25
+    for typo in ({"trian": {}}, {"train": {"max_second": 60}}, {"eval": {"scael": 0.5}}):
+        bad = tmp_path / "typo.json"
+        bad.write_text(json.dumps({"extends": "crw", **typo}))
+        with pytest.raises(ConfigError, match="unknown key"):
+            load_config("crw", str(bad))
 
 
 def test_run_folder_checkpoints_open_in_the_engine(clips, tmp_path):

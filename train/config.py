@@ -17,6 +17,17 @@ from engine.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
+# Keys the trainer reads itself.  `loss`, `augment`, `schedule` and `adapt` are read by the method,
+# the pipeline and the schedule (the pipeline rejects unknown arguments; stage entries are free-form).
+TOP_LEVEL = {"method", "model", "seed", "autoencoder", "teacher", "train_layer", "data", "augment", "loss",
+             "optim", "schedule", "train", "eval", "adapt", "config_file"}
+SECTION_KEYS = {
+    "train": {"batch_size", "accumulate", "epochs", "max_steps", "max_seconds", "precision", "log_every",
+              "ckpt_every", "keep_checkpoints", "save_initial", "eval_every", "threads"},
+    "data": {"clip_len", "fps", "clips_per_video", "frame_folder_fps", "num_workers"},
+    "optim": {"name", "lr", "weight_decay", "betas", "grad_clip"},
+}
+
 
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
@@ -57,6 +68,19 @@ def _read(path: Path, method: str, seen: tuple = ()) -> dict:
     return cfg
 
 
+def check_keys(cfg: dict, path: "Path | None" = None) -> None:
+    """A misspelt key in a config file must not be ignored silently (a `trian` section would train
+    with every default)."""
+    from engine.propagate import PropagationParams
+    allowed = dict(SECTION_KEYS, eval=set(PropagationParams.__dataclass_fields__) | {"sequences", "frames"})
+    bad = sorted(set(cfg) - TOP_LEVEL)
+    for sec, keys in allowed.items():
+        if isinstance(cfg.get(sec), dict):
+            bad += [f"{sec}.{k}" for k in sorted(set(cfg[sec]) - keys)]
+    if bad:
+        raise ConfigError(path, f"unknown key(s) {', '.join(bad)}")
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError(None, f"override {item!r} is not key=value")
@@ -85,7 +109,9 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
 
 def load_config(method: str, name: "str | None" = None, overrides: Iterable[str] = ()) -> dict:
     path = find_config(name or method, method)
-    cfg = apply_overrides(_read(path, method), overrides)
+    cfg = _read(path, method)
+    check_keys(cfg, path)
+    cfg = apply_overrides(cfg, overrides)
     cfg.setdefault("method", method)
     if cfg["method"] != method:
         raise ConfigError(path, f"config is for method {cfg['method']!r}, not {method!r}")
