@@ -22,11 +22,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _iou(pred, gt) -> float:
-    union = (pred | gt).sum()
-    return float((pred & gt).sum() / union) if union else 1.0
-
-
 def main(argv=None) -> int:
     sys.path.insert(0, str(REPO))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,6 +36,7 @@ def main(argv=None) -> int:
     from PIL import Image
     from engine import affinity
     from engine.features import FeatureExtractor, processing_size, resize_frame
+    from engine.metrics import db_eval_iou
     from engine.models import load_encoder
     from engine.models.checkpoints import read_checkpoint
     from train.trainer import heldout_sequences
@@ -66,7 +62,8 @@ def main(argv=None) -> int:
             v, j = (tn.t() @ rn).topk(5, dim=1)
             l2 = torch.einsum("nk,nkc->nc", torch.softmax(v / 0.05, 1), lab[j]).argmax(1).numpy() == 1
             per.append({"distinct_top1": len(torch.unique(cells[:, 0])) / cells.shape[0],
-                        "top1_weight": float(wts[:, 0].median()), "iou_uvc": _iou(uvc, m1), "iou_l2": _iou(l2, m1)})
+                        "top1_weight": float(wts[:, 0].median()), "iou_uvc": db_eval_iou(m1.reshape(h, w), uvc.reshape(h, w)),
+                        "iou_l2": db_eval_iou(m1.reshape(h, w), l2.reshape(h, w))})
         row = {"checkpoint": ck, "step": read_checkpoint(Path(ck))["step"], **{k: round(statistics.mean(r[k] for r in per), 4) for k in per[0]}}
         rows.append(row)
         print(json.dumps(row), flush=True)

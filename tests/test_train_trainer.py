@@ -43,6 +43,10 @@ def test_configs_resolve_with_inheritance_and_reject_unknown_keys():
     with pytest.raises(ConfigError, match="unknown key"):
         apply_overrides(crw, ["seeed=1"])
     assert apply_overrides(crw, ["loss.temperature=0.07"])["loss"]["temperature"] == 0.07
+    assert "max_seconds" not in crw["train"]          # a trainer key the file leaves unset can be given
+    assert apply_overrides(crw, ["train.max_seconds=60"])["train"]["max_seconds"] == 60
+    with pytest.raises(ConfigError, match="unknown key"):
+        apply_overrides(crw, ["train.max_second=60"])
     with pytest.raises(ConfigError):
         load_config("crw", "no-such-config")
 
@@ -148,6 +152,9 @@ def test_cli_trains_and_reports_bad_input(clips, tmp_path, capsys):
                      "--config", "smoke"]) == 2
     assert cli.main(["--method", "crw", "--data", str(clips), "--out", str(out / "y"), "bogus.key=1"]) == 2
     assert "error:" in capsys.readouterr().err
+    assert cli.main(["--method", "crw", "--data", str(clips), "--out", str(out / "z"), "--config", "smoke",
+                     "--max-seconds", "5", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["train"]["max_seconds"] == 5.0
 
 
 def test_periodic_evaluation_goes_through_engine_evaluate(clips, tmp_path):

@@ -48,9 +48,9 @@ def _main(args) -> int:
         overrides.append(f"train.max_steps={args.max_steps}")
     if args.threads is not None:
         overrides.append(f"train.threads={args.threads}")
-    cfg = load_config(args.method, args.config, overrides)
     if args.max_seconds is not None:
-        cfg["train"]["max_seconds"] = args.max_seconds
+        overrides.append(f"train.max_seconds={args.max_seconds}")
+    cfg = load_config(args.method, args.config, overrides)
     if args.print_config:
         print(json.dumps(cfg, indent=1))
         return 0

@@ -101,7 +101,9 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
             if not isinstance(node.get(k), dict):
                 raise ConfigError(None, f"override {item!r}: unknown key {'.'.join(keys[:i + 1])} (not a config section)")
             node = node[k]
-        if keys[-1] not in node:
+        # A key the file leaves at its default (e.g. train.max_seconds) may be set when the trainer knows it.
+        known = keys[-1] in (SECTION_KEYS.get(keys[0], ()) if len(keys) == 2 else TOP_LEVEL if len(keys) == 1 else ())
+        if keys[-1] not in node and not known:
             raise ConfigError(None, f"override {item!r}: unknown key {'.'.join(keys)}")
         node[keys[-1]] = value
     return cfg

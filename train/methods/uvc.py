@@ -23,7 +23,7 @@ from engine.models import specs
 from . import register
 from .base import Method, MethodOutput
 from .uvc_parts import (LabAutoEncoder, batch_affinity, box_around, concentration_windows, diff_crop, inter_transport,
-                        lab_l1, locate, negative_mass, transport)
+                        lab_l1, locate, negative_mass, pair_scores, transport)
 
 IMAGENET_MEAN = torch.tensor(specs.IMAGENET_MEAN).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor(specs.IMAGENET_STD).view(1, 3, 1, 1)
@@ -71,7 +71,7 @@ class UVC(Method):
     def match(self, f_r, f_t, e_r, e_t):
         """Intra-video transformation: (scores, Î_t, Î_r)."""
         b, c, h, w = f_t.shape
-        s = torch.einsum("bcr,bct->brt", f_r.flatten(2), f_t.flatten(2))
+        s = pair_scores(f_r, f_t)
         a = F.softmax(s, dim=1)
         i_t = self.ae.decoder(transport(a, e_r.flatten(2)).view(b, -1, h, w))
         i_r = self.ae.decoder(transport(a.transpose(1, 2), e_t.flatten(2)).view(b, -1, *f_r.shape[-2:]))
@@ -86,10 +86,7 @@ class UVC(Method):
         f_full = self.trunk(self.encoder_input(full, seeds))
         h, w = f_full.shape[-2:]
         pc = f_r.shape[-1]
-        # float32 scores: at tau 1 on unnormalised features (|s| ~ 10^3) bf16's 8-bit mantissa would
-        # shift every score by several units and scramble the localisation softmax.
-        with torch.autocast(full.device.type, enabled=False):
-            centre = locate(torch.einsum("bcr,bct->brt", f_r.float().flatten(2), f_full.float().flatten(2)), h, w)
+        centre = locate(pair_scores(f_r, f_full), h, w)
         box = box_around(centre, pc, h, w)
         size = (pc, pc)
         stride = full.shape[-1] // w
@@ -159,7 +156,7 @@ class ContrastCorr(UVC):
         b, c, h, w = f_r.shape
         out = {}
         if self.self_reconstruction > 0:   # the reference rebuilt from itself, its own cells excluded
-            s = torch.einsum("bcr,bct->brt", f_r.flatten(2), f_r.flatten(2))
+            s = pair_scores(f_r, f_r)
             s = s - 1e10 * torch.eye(h * w, device=s.device)
             i_self = self.ae.decoder(transport(F.softmax(s, dim=1), e_r.flatten(2)).view(b, -1, h, w))
             out["self_reconstruction"] = self.self_reconstruction * self.colour_loss(i_self, ref).mean()

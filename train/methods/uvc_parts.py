@@ -117,6 +117,14 @@ def lab_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
 
 
+def pair_scores(f_r: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
+    """Raw scores F_r^T F_t [B, N_r, N_t] of feature maps [B, C, h, w], always float32: at tau 1 on
+    unnormalised features (|s| ~ 10^3) bf16's 8-bit mantissa would shift every score by several
+    units and scramble the softmax, so the trainer's autocast is switched off here."""
+    with torch.autocast(f_r.device.type, enabled=False):
+        return torch.einsum("bcr,bct->brt", f_r.float().flatten(2), f_t.float().flatten(2))
+
+
 def transport(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """values [B, C, N_r] carried by column-normalised weights [B, N_r, N_t] -> [B, C, N_t]."""
     return torch.bmm(values, weights)
